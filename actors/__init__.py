@@ -1,0 +1,1 @@
+"""Integration workers: providers, circuit breakers, health checkers and the integration router."""

@@ -1,0 +1,765 @@
+"""``Supervisor``: OTP's supervisor behaviour as a thespian actor.
+
+A supervisor starts its children in order, watches them, restarts them by
+its strategy, gives up when restarts exceed its intensity within its period,
+and stops its children in reverse start order. The rules are OTP's; the
+module documentation of :mod:`supervisors.spec` lists every flag and child
+spec key.
+
+thespian actors cannot block, so every multi-step action (start all, restart
+by strategy, shut down) is written as a generator that yields what it waits
+for (:class:`AwaitStart`, :class:`AwaitExit`, :class:`Sleep`); the actor
+resumes it when the awaited message or timer arrives. One operation runs at a
+time, as in OTP where the supervisor process is busy while it restarts.
+Child exits and API requests that change the tree wait in a queue until the
+running operation ends; read-only requests are answered at once.
+
+How a supervisor learns that a child died:
+
+* ``Exiting`` from the child: a normal stop, a shutdown, or an exception
+  caught by :class:`~supervisors.GenActor` (reason ``crash``);
+* thespian's ``ChildActorExited`` with no ``Exiting`` before it: the process
+  died hard (SIGKILL, OOM killer), reason ``killed``. thespian can deliver
+  ``ChildActorExited`` twice for one exit; the second is ignored.
+
+Names survive restarts: a ``Deliver`` message names a child by path and is
+forwarded to the child's current instance. While the child is starting,
+stopping or restarting, the message waits in the child's queue and is sent
+to the new instance once it has started. When the child is not coming back
+(temporary, transient after a normal exit, terminated, deleted, or the
+supervisor gave up), a ``Call`` in a waiting message is answered with a
+``not_running`` error and any other message is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+from thespian.actors import ActorExitRequest, ChildActorExited, DeadEnvelope
+
+from supervisors import api
+from supervisors.actor import DEFER, Caller, GenActor, reroute
+from supervisors.actor import NOREPLY as _NOREPLY
+from supervisors.children import AwaitExit, AwaitStart, Child, ExitInfo, Sleep, reason_label
+from supervisors.intensity import RestartWindow
+from supervisors.messages import (
+    Call,
+    ChildEvent,
+    Deliver,
+    ErrorInfo,
+    ExitAck,
+    Exiting,
+    Ignored,
+    Init,
+    Reply,
+    Routed,
+    Shutdown,
+    Started,
+    StartFailed,
+)
+from supervisors.reports import report
+from supervisors.spec import ChildSpec, SupFlags
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger(__name__)
+
+Operation = Generator[Any, Any, Any]
+
+# A message re-routed this many times without reaching a live instance fails.
+_MAX_HOPS = 5
+
+_READ_ONLY = (api.WhichChildren, api.CountChildren, api.GetChildSpec, api.Snapshot, api.Whereis)
+
+
+class Supervisor(GenActor):
+    """A supervisor actor; start it through a child spec of type ``supervisor``.
+
+    ``init(flags, children, subscribers=(), log_settings=None)`` takes the
+    :class:`SupFlags` and the list of :class:`ChildSpec`. For
+    ``simple_one_for_one`` the list holds exactly one spec, the template.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flags = SupFlags()
+        self.children: list[Child] = []
+        self.template: ChildSpec | None = None
+        self.window = RestartWindow(1, 5)
+        self.subscribers: list[Any] = []
+        self.log_settings: Any = None
+        self._op: Operation | None = None
+        self._wait: Any = None
+        self._wait_timer: int | None = None
+        self._queue: deque[tuple[str, Any, Any]] = deque()
+        self._exits: deque[tuple[Any, ExitInfo]] = deque(maxlen=512)
+        self._gathers: dict[int, dict[str, Any]] = {}
+        self._gather_refs: dict[Any, int] = {}
+        self._next_ref = 0
+        self._dynamic_serial = 0
+        self._rng = random.Random()
+        self._stopping = False
+
+    # -- start ------------------------------------------------------------
+
+    def init(
+        self,
+        flags: SupFlags,
+        children: list[ChildSpec],
+        subscribers: tuple[Any, ...] = (),
+        log_settings: Any = None,
+        dead_letters: bool = False,
+    ) -> Any:
+        if dead_letters:
+            # thespian sends messages for exited actors to one handler per system;
+            # the root takes them so that named messages are routed again.
+            self.handleDeadLetters(True)
+        self.flags = flags
+        self.window = RestartWindow(flags.intensity, flags.period)
+        self.subscribers = list(subscribers)
+        self.log_settings = log_settings
+        ids = [spec.id for spec in children]
+        duplicates = sorted({child_id for child_id in ids if ids.count(child_id) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate child id {duplicates[0]!r} in supervisor {self.path}")
+        if flags.strategy == "simple_one_for_one":
+            if len(children) != 1:
+                raise ValueError(
+                    f"invalid children for simple_one_for_one supervisor {self.path}: "
+                    f"expected exactly one template spec, got {len(children)}"
+                )
+            self.template = children[0]
+        else:
+            self.children = [Child(spec) for spec in children]
+        self._run(self._start_all())
+        return DEFER
+
+    def _start_all(self) -> Operation:
+        for child in list(self.children):
+            outcome, detail = yield from self._start_child(child)
+            if outcome == "error":
+                report(self.path, "start_error", detail, self._offender(child))
+                yield from self._stop_children()
+                self.init_failed(f"failed to start child {child.id!r}: {detail}")
+                return
+            if outcome == "ignore" and child.spec.restart == "temporary":
+                self.children.remove(child)
+        self.init_done()
+
+    # -- operations engine --------------------------------------------------
+
+    def _run(self, operation: Operation) -> None:
+        self._op = operation
+        self._advance(None)
+
+    def _advance(self, value: Any) -> None:
+        while self._op is not None:
+            try:
+                wait = self._op.send(value)
+            except StopIteration:
+                self._op = None
+                self._wait = None
+                break
+            if isinstance(wait, AwaitExit):
+                info = self._exit_of(wait.address)
+                if info is not None:
+                    value = info
+                    continue
+                self._set_wait(wait, wait.timeout)
+                return
+            if isinstance(wait, AwaitStart):
+                self._set_wait(wait, wait.timeout)
+                return
+            if isinstance(wait, Sleep):
+                self._set_wait(wait, wait.seconds)
+                return
+            raise TypeError(f"operation yielded {wait!r}")
+        self._drain_queue()
+
+    def _set_wait(self, wait: Any, timeout: float | None) -> None:
+        self._wait = wait
+        self._wait_timer = None
+        if timeout is not None:
+            self._wait_timer = self.send_after(timeout, ("wait", id(wait)))
+
+    def _resume(self, value: Any) -> None:
+        self.cancel_timer(self._wait_timer)
+        self._wait = None
+        self._wait_timer = None
+        self._advance(value)
+
+    def _drain_queue(self) -> None:
+        while self._op is None and self._queue and not self._dying:
+            kind, item, extra = self._queue.popleft()
+            if kind == "exit":
+                child = self._child_at(item)
+                if child is not None:
+                    self._handle_exit(child, extra)
+            elif kind == "call":
+                self._handle_api(item, extra)
+            elif kind == "shutdown":
+                self._run(self._shutdown_self(item))
+
+    def handle_timeout(self, payload: Any) -> None:
+        if isinstance(payload, tuple) and payload[0] == "wait":
+            if self._wait is not None and id(self._wait) == payload[1]:
+                self._resume("timeout")
+        elif isinstance(payload, tuple) and payload[0] == "gather":
+            self._finish_gather(payload[1])
+
+    # -- child lifecycle -----------------------------------------------------
+
+    def _start_child(self, child: Child) -> Operation:
+        address = self.createActor(child.spec.start)
+        child.address = address
+        child.pid = None
+        child.status = "starting"
+        kwargs = dict(child.spec.kwargs)
+        if child.is_supervisor:
+            kwargs.setdefault("subscribers", tuple(self.subscribers))
+            kwargs.setdefault("log_settings", self.log_settings)
+        self.send(
+            address,
+            Init(
+                name=child.id,
+                path=f"{self.path}/{child.id}",
+                args=child.spec.args,
+                kwargs=kwargs,
+                parent=self.myAddress,
+                log_settings=self.log_settings,
+            ),
+        )
+        result = yield AwaitStart(address, child.spec.start_timeout)
+        if isinstance(result, Started):
+            child.pid = result.pid
+            child.status = "running"
+            child.started_at = time.time()
+            self._publish("started", child, at=result.at, pid=result.pid)
+            self._flush_pending(child)
+            return "ok", None
+        child.address = None
+        child.status = "undefined"
+        if isinstance(result, Ignored):
+            return "ignore", None
+        if result == "timeout":
+            self.send(address, ActorExitRequest())
+            return "error", f"start timed out after {child.spec.start_timeout} s"
+        return "error", result
+
+    def _terminate_child(self, child: Child) -> Operation:
+        """Stop one child as OTP's shutdown/2 does; publishes its terminated event."""
+        address, pid = child.address, child.pid
+        if address is None:
+            child.status = "undefined"
+            return
+        child.status = "stopping"
+        timeout = child.spec.shutdown_seconds
+        if timeout == 0.0:
+            self._kill(pid)
+            info = yield AwaitExit(address, None)
+        else:
+            self.send(address, Shutdown())
+            info = yield AwaitExit(address, timeout)
+            if info == "timeout":
+                self._kill(pid)
+                info = yield AwaitExit(address, None)
+            if info.kind != "shutdown":
+                report(self.path, "shutdown_error", info.reason, self._offender(child))
+        child.address = None
+        child.pid = None
+        child.status = "undefined"
+        child.last_exit = info.reason
+        self._publish("terminated", child, at=info.at, reason=reason_label(info.kind))
+
+    def _stop_children(self) -> Operation:
+        for child in reversed(list(self.children)):
+            yield from self._terminate_child(child)
+            self._fail_pending(child, "supervisor is shutting down")
+
+    def _kill(self, pid: int | None) -> None:
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    # -- exits ---------------------------------------------------------------
+
+    def _exit_of(self, address: Any) -> ExitInfo | None:
+        for dead, info in self._exits:
+            if dead == address:
+                return info
+        return None
+
+    def _child_at(self, address: Any) -> Child | None:
+        for child in self.children:
+            if child.address is not None and child.address == address:
+                return child
+        return None
+
+    def _on_child_down(self, address: Any, info: ExitInfo) -> None:
+        if self._exit_of(address) is not None:
+            return
+        self._exits.append((address, info))
+        wait = self._wait
+        if isinstance(wait, AwaitExit) and wait.address == address:
+            self._resume(info)
+            return
+        if isinstance(wait, AwaitStart) and wait.address == address:
+            self._resume(f"exited during start: {info.reason}")
+            return
+        if self._child_at(address) is None:
+            return
+        if self._op is not None or self._queue:
+            self._queue.append(("exit", address, info))
+            return
+        child = self._child_at(address)
+        assert child is not None
+        self._handle_exit(child, info)
+
+    def _handle_exit(self, child: Child, info: ExitInfo) -> None:
+        offender = self._offender(child)
+        child.address = None
+        child.pid = None
+        child.last_exit = info.reason
+        self._publish("terminated", child, at=info.at, reason=reason_label(info.kind))
+        abnormal = info.kind not in ("normal", "shutdown")
+        restart = child.spec.restart
+        if restart == "permanent" or (restart == "transient" and abnormal):
+            report(self.path, "child_terminated", info.reason, offender)
+            child.status = "restarting"
+            self._run(self._restart(child, info, offender))
+            return
+        if abnormal:
+            report(self.path, "child_terminated", info.reason, offender)
+        self._child_gone(child, f"exited with {info.reason}")
+        self._check_auto_shutdown(child)
+
+    def _child_gone(self, child: Child, why: str) -> None:
+        child.status = "undefined"
+        self._fail_pending(child, why)
+        if (child.spec.restart == "temporary" or child.dynamic) and child in self.children:
+            self.children.remove(child)
+
+    def _check_auto_shutdown(self, child: Child) -> None:
+        if not child.spec.significant or self.flags.auto_shutdown == "never":
+            return
+        if self.flags.auto_shutdown == "all_significant":
+            if any(c.spec.significant and c.address is not None for c in self.children):
+                return
+        self._run(self._shutdown_self("shutdown"))
+
+    # -- restarts ------------------------------------------------------------
+
+    def _restart(self, child: Child, info: ExitInfo, offender: dict[str, Any]) -> Operation:
+        now = time.monotonic()
+        if not self.window.admit(now):
+            report(self.path, "reached_max_restart_intensity", info.reason, offender)
+            child.status = "undefined"
+            yield from self._shutdown_self("shutdown")
+            return
+        child.restarts += 1
+        delay = 0.0
+        if child.spec.backoff is not None:
+            recent = self.window.recent(now) - 1
+            delay = child.spec.backoff.delay(recent, self._rng.random())
+        strategy = self.flags.strategy
+        if strategy in ("one_for_one", "simple_one_for_one"):
+            group = [child]
+        else:
+            later = self.children[self.children.index(child) :]
+            group = list(self.children) if strategy == "one_for_all" else later
+            for other in reversed(group):
+                if other is child:
+                    continue
+                yield from self._terminate_child(other)
+                other.status = "restarting"
+                if other.spec.restart == "temporary":
+                    self._child_gone(other, "terminated by its supervisor's restart")
+            group = [c for c in group if c in self.children]
+        if delay > 0:
+            logger.info(
+                "supervisor %s: restarting child %r in %.3f s (restart backoff)",
+                self.path,
+                child.id,
+                delay,
+            )
+            yield Sleep(delay)
+        for member in group:
+            member.status = "restarting"
+        for member in group:
+            outcome, detail = yield from self._start_child(member)
+            if outcome == "ok":
+                continue
+            if outcome == "ignore":
+                self._child_gone(member, "its start returned ignore")
+                continue
+            report(self.path, "start_error", detail, self._offender(member))
+            for started in reversed(group[: group.index(member)]):
+                yield from self._terminate_child(started)
+            for waiting in group:
+                waiting.status = "restarting"
+            failure = ExitInfo("crash", detail, time.monotonic())
+            yield from self._restart(member, failure, self._offender(member))
+            return
+
+    def _shutdown_self(self, reason: str) -> Operation:
+        self._stopping = True
+        yield from self._stop_children()
+        for child in self.children:
+            self._fail_pending(child, "supervisor has stopped")
+        self._exit("shutdown", reason)
+
+    def handle_shutdown(self, reason: str) -> None:
+        if self._stopping:
+            return
+        if self._op is not None and isinstance(self._wait, Sleep):
+            # A restart waiting out its backoff is abandoned: the child stays down.
+            self._op.close()
+            self._op = None
+            self._resume_none()
+        if self._op is not None:
+            self._queue.appendleft(("shutdown", reason, None))
+            return
+        self._run(self._shutdown_self(reason))
+
+    def _resume_none(self) -> None:
+        self.cancel_timer(self._wait_timer)
+        self._wait = None
+        self._wait_timer = None
+
+    def terminate(self, reason: str) -> None:
+        # Reached without _shutdown_self only when thespian itself stops this
+        # supervisor; nothing can be awaited then, so children are killed.
+        if not self._stopping:
+            for child in self.children:
+                self._kill(child.pid)
+
+    # -- messages --------------------------------------------------------------
+
+    def handle_cast(self, message: Any, sender: Any) -> None:
+        if isinstance(message, Started | StartFailed | Ignored):
+            wait = self._wait
+            if isinstance(wait, AwaitStart) and wait.address == sender:
+                self._resume(message.reason if isinstance(message, StartFailed) else message)
+            return
+        if isinstance(message, Exiting):
+            self._on_child_down(sender, ExitInfo(message.kind, message.reason, message.at))
+            self.send(sender, ExitAck())
+            return
+        if isinstance(message, ChildActorExited):
+            self._on_child_down(
+                message.childAddress,
+                ExitInfo("killed", "killed", time.monotonic()),
+            )
+            return
+        if isinstance(message, Deliver):
+            self._deliver(message, sender)
+            return
+        if isinstance(message, Reply):
+            self._gather_reply(message)
+            return
+        if isinstance(message, DeadEnvelope):
+            self._dead_letter(message)
+            return
+        super().handle_cast(message, sender)
+
+    def _dispatch(self, message: Any, sender: Any) -> None:
+        if isinstance(message, Shutdown) and not self._dying:
+            self.handle_shutdown(message.reason)
+            return
+        super()._dispatch(message, sender)
+
+    def handle_call(self, body: Any, caller: Caller) -> Any:
+        if isinstance(body, _READ_ONLY) or self._op is None:
+            return self._handle_api(body, caller)
+        self._queue.append(("call", body, caller))
+        return _NOREPLY
+
+    # -- named delivery ----------------------------------------------------------
+
+    def _deliver(self, message: Deliver, sender: Any) -> None:
+        inner = message.message
+        if isinstance(inner, Call) and inner.reply_to is None:
+            inner = Call(inner.ref, inner.body, sender)
+        if not message.path:
+            self.receiveMessage(inner, sender)
+            return
+        child_id, rest = message.path[0], message.path[1:]
+        payload: Any = Deliver(rest, inner, message.hops) if rest else inner
+        child = self._find(child_id)
+        if message.hops > _MAX_HOPS:
+            self._fail_message(payload, f"child {self.path}/{child_id} did not take the message")
+        elif child is None:
+            self._fail_message(payload, f"no child {child_id!r} in supervisor {self.path}")
+        elif child.status == "running":
+            self.send(child.address, Routed(f"{self.path}/{child_id}", payload, message.hops))
+        elif child.status in ("starting", "stopping", "restarting"):
+            child.pending.append((payload, message.hops))
+        else:
+            self._fail_message(payload, f"child {self.path}/{child_id} is not running")
+
+    def _dead_letter(self, envelope: DeadEnvelope) -> None:
+        """Route again a message that reached an actor after its process was gone."""
+        message = envelope.deadMessage
+        if isinstance(message, Routed):
+            parts = message.path.split("/")
+            if parts[0] == self.name and len(parts) > 1:
+                target = reroute(parts[-1], message.message, message.hops + 1)
+                self._deliver(Deliver((*parts[1:-1], *target.path), target.message, target.hops), None)
+                return
+        self._fail_message(message, "the target actor had exited when the message arrived")
+
+    def _flush_pending(self, child: Child) -> None:
+        while child.pending:
+            payload, hops = child.pending.popleft()
+            self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
+
+    def _fail_pending(self, child: Child, why: str) -> None:
+        while child.pending:
+            payload, _hops = child.pending.popleft()
+            self._fail_message(payload, f"child {self.path}/{child.id} is not running: {why}")
+
+    def _fail_message(self, message: Any, text: str) -> None:
+        while isinstance(message, Deliver):
+            message = message.message
+        if isinstance(message, Call) and message.reply_to is not None:
+            self.send(message.reply_to, Reply(message.ref, error=ErrorInfo("not_running", text)))
+        else:
+            logger.warning("supervisor %s dropped %s: %s", self.path, type(message).__name__, text)
+
+    # -- API -------------------------------------------------------------------
+
+    def _find(self, child_id: str) -> Child | None:
+        for child in self.children:
+            if child.id == child_id:
+                return child
+        return None
+
+    def _handle_api(self, body: Any, caller: Caller) -> Any:
+        result = self._api_result(body, caller)
+        if result is _NOREPLY:
+            return _NOREPLY
+        if isinstance(result, ErrorInfo):
+            self.reply_error(caller, result.code, result.message, result.details)
+        else:
+            self.reply(caller, result)
+        return _NOREPLY
+
+    def _api_result(self, body: Any, caller: Caller) -> Any:
+        if isinstance(body, api.WhichChildren):
+            return [child.describe() for child in self.children]
+        if isinstance(body, api.CountChildren):
+            return {
+                "specs": len(self.children),
+                "active": sum(1 for c in self.children if c.status == "running"),
+                "supervisors": sum(1 for c in self.children if c.is_supervisor),
+                "workers": sum(1 for c in self.children if not c.is_supervisor),
+            }
+        if isinstance(body, api.Whereis):
+            child = self._find(body.id)
+            return child.address if child is not None and child.status == "running" else None
+        if isinstance(body, api.GetChildSpec):
+            child = self._find(body.id)
+            if child is None:
+                return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
+            return child.spec
+        if isinstance(body, api.Snapshot):
+            self._start_gather(caller, body.timeout)
+            return _NOREPLY
+        if isinstance(body, api.Subscribe):
+            self._subscribe(body.address if body.address is not None else caller.address)
+            return True
+        if isinstance(body, api.StopSupervisor):
+            self._run(self._stop_and_reply(caller))
+            return _NOREPLY
+        if isinstance(body, api.StartChild):
+            return self._api_start_child(body, caller)
+        if isinstance(body, api.TerminateChild):
+            return self._api_terminate_child(body, caller)
+        if isinstance(body, api.RestartChild):
+            return self._api_restart_child(body, caller)
+        if isinstance(body, api.DeleteChild):
+            return self._api_delete_child(body)
+        return ErrorInfo("unknown_request", f"unknown request {type(body).__name__}")
+
+    def _stop_and_reply(self, caller: Caller) -> Operation:
+        self._stopping = True
+        yield from self._stop_children()
+        self.reply(caller, True)
+        self._exit("shutdown", "shutdown")
+
+    def _api_start_child(self, body: api.StartChild, caller: Caller) -> Any:
+        if self.template is not None:
+            self._dynamic_serial += 1
+            child_id = body.id or f"{self.template.id}-{self._dynamic_serial}"
+            if self._find(child_id) is not None:
+                return ErrorInfo("already_present", f"child {child_id!r} already exists")
+            child = Child(self.template.with_id(child_id, tuple(body.args)), dynamic=True)
+        else:
+            if body.spec is None:
+                return ErrorInfo("invalid_argument", "start_child needs a child spec")
+            existing = self._find(body.spec.id)
+            if existing is not None:
+                if existing.status == "running":
+                    return ErrorInfo("already_started", f"child {body.spec.id!r} is running")
+                return ErrorInfo("already_present", f"child {body.spec.id!r} already exists")
+            child = Child(body.spec)
+        self.children.append(child)
+        self._run(self._start_and_reply(child, caller))
+        return _NOREPLY
+
+    def _start_and_reply(self, child: Child, caller: Caller) -> Operation:
+        outcome, detail = yield from self._start_child(child)
+        if outcome == "ok":
+            self.reply(caller, {"id": child.id, "pid": child.pid})
+            return
+        if child in self.children and (child.dynamic or outcome == "error"):
+            self.children.remove(child)
+        if outcome == "ignore":
+            self.reply(caller, {"id": child.id, "pid": None})
+            return
+        report(self.path, "start_error", detail, self._offender(child))
+        self.reply_error(caller, "start_error", f"child {child.id!r} failed to start: {detail}")
+
+    def _api_terminate_child(self, body: api.TerminateChild, caller: Caller) -> Any:
+        child = self._find(body.id)
+        if child is None:
+            return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
+        self._run(self._terminate_and_reply(child, caller))
+        return _NOREPLY
+
+    def _terminate_and_reply(self, child: Child, caller: Caller) -> Operation:
+        yield from self._terminate_child(child)
+        self._child_gone(child, "terminated by request")
+        self.reply(caller, True)
+
+    def _api_restart_child(self, body: api.RestartChild, caller: Caller) -> Any:
+        child = self._find(body.id)
+        if child is None:
+            return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
+        if child.status != "undefined":
+            return ErrorInfo("running", f"child {body.id!r} is {child.status}")
+        self._run(self._restart_and_reply(child, caller))
+        return _NOREPLY
+
+    def _restart_and_reply(self, child: Child, caller: Caller) -> Operation:
+        outcome, detail = yield from self._start_child(child)
+        if outcome == "error":
+            self.reply_error(caller, "start_error", f"child {child.id!r} failed to start: {detail}")
+        else:
+            self.reply(caller, {"id": child.id, "pid": child.pid})
+
+    def _api_delete_child(self, body: api.DeleteChild) -> Any:
+        if self.template is not None:
+            return ErrorInfo("simple_one_for_one", "delete_child is not allowed here")
+        child = self._find(body.id)
+        if child is None:
+            return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
+        if child.status != "undefined":
+            return ErrorInfo("running", f"child {body.id!r} is {child.status}")
+        self.children.remove(child)
+        return True
+
+    # -- events and snapshots ---------------------------------------------------
+
+    def _subscribe(self, address: Any) -> None:
+        if not any(existing == address for existing in self.subscribers):
+            self.subscribers.append(address)
+        for child in self.children:
+            if child.is_supervisor and child.status == "running":
+                self._next_ref += 1
+                self.send(child.address, Call(("subscribe", self._next_ref), api.Subscribe(address)))
+
+    def _publish(
+        self,
+        event: str,
+        child: Child,
+        *,
+        at: float,
+        pid: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if not self.subscribers:
+            return
+        message = ChildEvent(
+            event=event,
+            supervisor=self.path,
+            child=child.id,
+            path=f"{self.path}/{child.id}",
+            at=at,
+            pid=pid,
+            reason=reason,
+            child_type=child.spec.type,
+        )
+        for subscriber in self.subscribers:
+            self.send(subscriber, message)
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "id": self.name,
+            "path": self.path,
+            "pid": os.getpid(),
+            "strategy": self.flags.strategy,
+            "intensity": self.flags.intensity,
+            "period": self.flags.period,
+            "auto_shutdown": self.flags.auto_shutdown,
+            "restarts_in_period": self.window.recent(time.monotonic()),
+            "children": [child.describe() for child in self.children],
+        }
+
+    def _start_gather(self, caller: Caller, timeout: float) -> None:
+        own = self._describe()
+        waiting = {}
+        for entry, child in zip(own["children"], self.children, strict=True):
+            if child.is_supervisor and child.status == "running":
+                self._next_ref += 1
+                ref = ("snapshot", self._next_ref)
+                waiting[ref] = entry
+                self.send(child.address, Call(ref, api.Snapshot(timeout * 0.8)))
+        if not waiting:
+            self.reply(caller, own)
+            return
+        self._next_ref += 1
+        gather_id = self._next_ref
+        self._gathers[gather_id] = {"caller": caller, "own": own, "waiting": waiting}
+        for ref in waiting:
+            self._gather_refs[ref] = gather_id
+        self.send_after(timeout, ("gather", gather_id))
+
+    def _gather_reply(self, reply: Reply) -> None:
+        gather_id = self._gather_refs.pop(reply.ref, None)
+        if gather_id is None or gather_id not in self._gathers:
+            return
+        gather = self._gathers[gather_id]
+        entry = gather["waiting"].pop(reply.ref)
+        entry["supervisor"] = reply.value if reply.ok else {"error": reply.error.message}
+        if not gather["waiting"]:
+            self._finish_gather(gather_id)
+
+    def _finish_gather(self, gather_id: int) -> None:
+        gather = self._gathers.pop(gather_id, None)
+        if gather is None:
+            return
+        for ref, entry in gather["waiting"].items():
+            self._gather_refs.pop(ref, None)
+            entry["supervisor"] = {"error": "snapshot timed out"}
+        self.reply(gather["caller"], gather["own"])
+
+    def _offender(self, child: Child) -> dict[str, Any]:
+        return {
+            "id": child.id,
+            "pid": child.pid,
+            "restart_type": child.spec.restart,
+            "shutdown": child.spec.shutdown,
+            "child_type": child.spec.type,
+        }
+

@@ -1,0 +1,74 @@
+"""Actors used by the supervisor tests; importable by every actor process."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from supervisors import IGNORE, Caller, GenActor
+
+
+class Echo(GenActor):
+    """Replies to ("echo", x) with x, ("pid",) with its pid, ("crash",) by raising,
+    ("stop", reason) by stopping; counts calls in its state."""
+
+    def init(self, stop_ms: int = 0, journal: str | None = None) -> None:
+        self.stop_ms = stop_ms
+        self.calls = 0
+        self.journal = journal
+
+    def handle_call(self, body: Any, caller: Caller) -> Any:
+        self.calls += 1
+        kind = body[0]
+        if kind == "echo":
+            return body[1]
+        if kind == "pid":
+            return os.getpid()
+        if kind == "calls":
+            return self.calls
+        if kind == "crash":
+            raise RuntimeError("asked to crash")
+        if kind == "stop":
+            self.stop(body[1])
+            return "stopping"
+        if kind == "sleep":
+            time.sleep(body[1])
+            return "slept"
+        raise ValueError(f"bad request {body!r}")
+
+    def handle_cast(self, message: Any, sender: Any) -> None:
+        if message == "crash":
+            raise RuntimeError("asked to crash")
+        super().handle_cast(message, sender)
+
+    def terminate(self, reason: str) -> None:
+        if self.journal:
+            with open(self.journal, "a", encoding="utf-8") as out:
+                out.write(f"{self.name} {reason} {time.monotonic()}\n")
+        if reason == "shutdown" and self.stop_ms:
+            time.sleep(self.stop_ms / 1000.0)
+
+
+class FailingStart(GenActor):
+    """Raises in init."""
+
+    def init(self) -> None:
+        raise RuntimeError("cannot start")
+
+
+class IgnoreAfterFirst(GenActor):
+    """Starts the first time, then returns IGNORE from every later start (marker file)."""
+
+    def init(self, marker: str) -> Any:
+        path = Path(marker)
+        if path.exists():
+            return IGNORE
+        path.write_text("started once")
+        return None
+
+    def handle_call(self, body: Any, caller: Caller) -> Any:
+        if body == ("crash",):
+            raise RuntimeError("asked to crash")
+        return os.getpid()

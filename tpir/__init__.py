@@ -1,0 +1,1 @@
+"""The TPIR node: configuration, recovery-point store, port bridge and CLI."""
