@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any
 
-from thespian.actors import ActorSystem
+from thespian.actors import Actor, ActorExitRequest, ActorSystem
 
 from supervisors import _platform, api
 from supervisors.messages import Call, ChildEvent, Deliver, Exiting, Init, Reply, Started, StartFailed
@@ -76,6 +76,14 @@ class CallTimeout(SupervisionError):
 
     def __init__(self, message: str) -> None:
         super().__init__("timeout", message)
+
+
+class _AdminProbe(Actor):  # type: ignore[misc]
+    """Answers with its parent's pid, which is the admin's: used to clean up by process group."""
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        if message == "admin pid":
+            self.send(sender, os.getppid())
 
 
 def free_port() -> int:
@@ -128,7 +136,16 @@ class SupervisionSystem:
             capabilities={"Admin Port": self.admin_port},
             logDefs=_THESPIAN_LOGGING,
         )
+        self.admin_pid = self._find_admin_pid()
         return self
+
+    def _find_admin_pid(self) -> int:
+        probe = self._asys.createActor(_AdminProbe)
+        answer = self._asys.ask(probe, "admin pid", 10)
+        self._asys.tell(probe, ActorExitRequest())
+        if not isinstance(answer, int):
+            raise SupervisionError("start_error", f"actor system did not answer its probe: {answer!r}")
+        return answer
 
     def __enter__(self) -> SupervisionSystem:
         return self.start()
@@ -165,9 +182,9 @@ class SupervisionSystem:
             message = self._listen(deadline)
             if isinstance(message, Started):
                 self.root_pid = message.pid
-                self.admin_pid = message.parent_pid
                 return
             if isinstance(message, StartFailed):
+                self.root_address = None
                 raise SupervisionError("start_error", f"root supervisor {name!r}: {message.reason}")
             if message is None:
                 raise CallTimeout(f"root supervisor {name!r} did not start within {timeout} s")
@@ -177,7 +194,7 @@ class SupervisionSystem:
         """Stop the tree in reverse start order, then the actor system; kill what is left."""
         if self._asys is None:
             return
-        if self.root_address is not None and self.root_exit is None:
+        if self.root_running():
             try:
                 self.call(self.root_name or "", api.StopSupervisor(), timeout=timeout)
             except SupervisionError as exc:
@@ -187,6 +204,17 @@ class SupervisionSystem:
         finally:
             self._asys = None
             self._kill_leftovers()
+
+    def root_running(self) -> bool:
+        """Return True while the root supervisor's process runs and has not reported its exit."""
+        if self.root_address is None or self.root_exit is not None or self.root_pid is None:
+            return False
+        try:
+            with open(f"/proc/{self.root_pid}/stat", encoding="ascii") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
 
     def _kill_leftovers(self) -> None:
         if self.admin_pid is None:
@@ -239,6 +267,8 @@ class SupervisionSystem:
                     raise SupervisionError(
                         message.error.code, message.error.message, message.error.details
                     )
+                if isinstance(body, api.StopSupervisor) and path == self.root_name:
+                    self.root_address = None
                 return message.value
             self._set_aside(message)
 
