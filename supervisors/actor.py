@@ -189,10 +189,15 @@ class GenActor(Actor):  # type: ignore[misc]
         kind = reason if reason in ("normal", "shutdown") else "crash"
         self._exit(kind, reason)
 
-    def init_done(self) -> None:
-        """Finish a start whose ``init`` returned DEFER."""
+    def init_done(self, at: float | None = None) -> None:
+        """Finish a start whose ``init`` returned DEFER.
+
+        ``at`` is the ``time.monotonic()`` reading reported as the start time;
+        it defaults to now.
+        """
         self._running = True
-        self.send(self._init_caller, Started(os.getpid(), os.getppid(), time.monotonic()))
+        started_at = time.monotonic() if at is None else at
+        self.send(self._init_caller, Started(os.getpid(), os.getppid(), started_at))
 
     def init_failed(self, reason: str) -> None:
         """Fail a start whose ``init`` returned DEFER; the actor exits."""
@@ -328,7 +333,9 @@ class GenActor(Actor):  # type: ignore[misc]
             reply_to = message.reply_to if message.reply_to is not None else sender
             self.send(
                 reply_to,
-                Reply(message.ref, error=ErrorInfo("actor_crashed", f"actor {self.path}: {reason}")),
+                Reply(
+                    message.ref, error=ErrorInfo("actor_crashed", f"actor {self.path}: {reason}")
+                ),
             )
         self._exit("crash", reason)
 

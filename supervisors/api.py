@@ -60,7 +60,7 @@ class TerminateChild:
 
 @dataclass(frozen=True)
 class RestartChild:
-    """Start again a child whose spec is kept but which is not running (``running``, ``not_found``)."""
+    """Start a stopped child whose spec is kept (errors ``running``, ``not_found``)."""
 
     id: str
 
@@ -88,7 +88,10 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Subscribe:
-    """Send :class:`~supervisors.messages.ChildEvent` messages of the whole subtree to ``address``."""
+    """Send the subtree's :class:`~supervisors.messages.ChildEvent` messages to ``address``.
+
+    None means the caller's reply address.
+    """
 
     address: Any
 

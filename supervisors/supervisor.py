@@ -49,6 +49,7 @@ from supervisors.actor import DEFER, Caller, GenActor, reroute
 from supervisors.actor import NOREPLY as _NOREPLY
 from supervisors.children import AwaitExit, AwaitStart, Child, ExitInfo, Sleep, reason_label
 from supervisors.intensity import RestartWindow
+from supervisors.procfs import process_running
 from supervisors.messages import (
     Call,
     ChildEvent,
@@ -72,6 +73,10 @@ __all__ = ["Supervisor"]
 logger = logging.getLogger(__name__)
 
 Operation = Generator[Any, Any, Any]
+
+# How often a killed child's pid is polled, and how often all children are checked.
+_KILL_POLL_SECONDS = 0.01
+_SWEEP_SECONDS = 1.0
 
 # A message re-routed this many times without reaching a live instance fails.
 _MAX_HOPS = 5
@@ -98,6 +103,7 @@ class Supervisor(GenActor):
         self._op: Operation | None = None
         self._wait: Any = None
         self._wait_timer: int | None = None
+        self._wait_serial = 0
         self._queue: deque[tuple[str, Any, Any]] = deque()
         self._exits: deque[tuple[Any, ExitInfo]] = deque(maxlen=512)
         self._gathers: dict[int, dict[str, Any]] = {}
@@ -116,6 +122,7 @@ class Supervisor(GenActor):
         subscribers: tuple[Any, ...] = (),
         log_settings: Any = None,
         dead_letters: bool = False,
+        notify_parent: bool = False,
     ) -> Any:
         if dead_letters:
             # thespian sends messages for exited actors to one handler per system;
@@ -124,6 +131,8 @@ class Supervisor(GenActor):
         self.flags = flags
         self.window = RestartWindow(flags.intensity, flags.period)
         self.subscribers = list(subscribers)
+        if notify_parent:
+            self.subscribers.append(self.parent)
         self.log_settings = log_settings
         ids = [spec.id for spec in children]
         duplicates = sorted({child_id for child_id in ids if ids.count(child_id) > 1})
@@ -139,6 +148,7 @@ class Supervisor(GenActor):
         else:
             self.children = [Child(spec) for spec in children]
         self._run(self._start_all())
+        self.send_after(_SWEEP_SECONDS, ("sweep", None))
         return DEFER
 
     def _start_all(self) -> Operation:
@@ -187,7 +197,8 @@ class Supervisor(GenActor):
         self._wait = wait
         self._wait_timer = None
         if timeout is not None:
-            self._wait_timer = self.send_after(timeout, ("wait", id(wait)))
+            self._wait_serial += 1
+            self._wait_timer = self.send_after(timeout, ("wait", self._wait_serial))
 
     def _resume(self, value: Any) -> None:
         self.cancel_timer(self._wait_timer)
@@ -209,10 +220,12 @@ class Supervisor(GenActor):
 
     def handle_timeout(self, payload: Any) -> None:
         if isinstance(payload, tuple) and payload[0] == "wait":
-            if self._wait is not None and id(self._wait) == payload[1]:
+            if self._wait is not None and self._wait_serial == payload[1]:
                 self._resume("timeout")
         elif isinstance(payload, tuple) and payload[0] == "gather":
             self._finish_gather(payload[1])
+        elif isinstance(payload, tuple) and payload[0] == "sweep":
+            self._sweep(payload[1])
 
     # -- child lifecycle -----------------------------------------------------
 
@@ -290,6 +303,27 @@ class Supervisor(GenActor):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self.send_after(_KILL_POLL_SECONDS, ("sweep", pid))
+
+    def _sweep(self, pid: int | None) -> None:
+        """Notice children whose process died without a ``ChildActorExited``.
+
+        thespian turns SIGCHLD into ``ChildActorExited``, and a SIGCHLD that
+        arrives while it is already checking its children can be lost. After
+        a kill ordered here, the victim's pid is polled until it is gone;
+        otherwise every running child is checked every sweep period.
+        """
+        for child in list(self.children):
+            if child.address is None or child.pid is None or child.status == "starting":
+                continue
+            if pid is not None and child.pid != pid:
+                continue
+            if not process_running(child.pid):
+                self._on_child_down(child.address, ExitInfo("killed", "killed", time.monotonic()))
+            elif pid is not None:
+                self.send_after(_KILL_POLL_SECONDS, ("sweep", pid))
+        if pid is None and not self._dying:
+            self.send_after(_SWEEP_SECONDS, ("sweep", None))
 
     # -- exits ---------------------------------------------------------------
 
@@ -514,7 +548,9 @@ class Supervisor(GenActor):
             parts = message.path.split("/")
             if parts[0] == self.name and len(parts) > 1:
                 target = reroute(parts[-1], message.message, message.hops + 1)
-                self._deliver(Deliver((*parts[1:-1], *target.path), target.message, target.hops), None)
+                self._deliver(
+                    Deliver((*parts[1:-1], *target.path), target.message, target.hops), None
+                )
                 return
         self._fail_message(message, "the target actor had exited when the message arrived")
 
@@ -677,7 +713,9 @@ class Supervisor(GenActor):
         for child in self.children:
             if child.is_supervisor and child.status == "running":
                 self._next_ref += 1
-                self.send(child.address, Call(("subscribe", self._next_ref), api.Subscribe(address)))
+                self.send(
+                    child.address, Call(("subscribe", self._next_ref), api.Subscribe(address))
+                )
 
     def _publish(
         self,
@@ -762,4 +800,3 @@ class Supervisor(GenActor):
             "shutdown": child.spec.shutdown,
             "child_type": child.spec.type,
         }
-

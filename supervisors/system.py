@@ -35,7 +35,17 @@ from typing import Any
 from thespian.actors import Actor, ActorExitRequest, ActorSystem
 
 from supervisors import _platform, api
-from supervisors.messages import Call, ChildEvent, Deliver, Exiting, Init, Reply, Started, StartFailed
+from supervisors.messages import (
+    Call,
+    ChildEvent,
+    Deliver,
+    Exiting,
+    Init,
+    Reply,
+    Started,
+    StartFailed,
+)
+from supervisors.procfs import process_running
 from supervisors.reports import LogSettings
 from supervisors.spec import ChildSpec, SupFlags
 from supervisors.supervisor import Supervisor
@@ -114,6 +124,7 @@ class SupervisionSystem:
         self.root_name: str | None = None
         self.root_address: Any = None
         self.root_pid: int | None = None
+        self.root_started_at: float | None = None
         self.admin_pid: int | None = None
         self.root_exit: Exiting | None = None
         self._asys: Any = None
@@ -144,7 +155,9 @@ class SupervisionSystem:
         answer = self._asys.ask(probe, "admin pid", 10)
         self._asys.tell(probe, ActorExitRequest())
         if not isinstance(answer, int):
-            raise SupervisionError("start_error", f"actor system did not answer its probe: {answer!r}")
+            raise SupervisionError(
+                "start_error", f"actor system did not answer its probe: {answer!r}"
+            )
         return answer
 
     def __enter__(self) -> SupervisionSystem:
@@ -160,19 +173,31 @@ class SupervisionSystem:
         children: list[ChildSpec],
         *,
         timeout: float = 30.0,
+        notify_starter: bool = False,
+        supervisor_class: type[Supervisor] = Supervisor,
+        supervisor_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        """Start the root supervisor and wait until its children have started."""
+        """Start the root supervisor and wait until its children have started.
+
+        With ``notify_starter`` the whole tree sends its child events to this
+        client from the first start on; read them with ``events()``.
+        """
         if self._asys is None:
             self.start()
         self.root_name = name
-        self.root_address = self._asys.createActor(Supervisor)
+        self.root_address = self._asys.createActor(supervisor_class)
         self._asys.tell(
             self.root_address,
             Init(
                 name=name,
                 path=name,
                 args=(flags, list(children)),
-                kwargs={"log_settings": self.log_settings, "dead_letters": True},
+                kwargs={
+                    "log_settings": self.log_settings,
+                    "dead_letters": True,
+                    "notify_parent": notify_starter,
+                    **(supervisor_kwargs or {}),
+                },
                 log_settings=self.log_settings,
                 supervised=False,
             ),
@@ -182,6 +207,7 @@ class SupervisionSystem:
             message = self._listen(deadline)
             if isinstance(message, Started):
                 self.root_pid = message.pid
+                self.root_started_at = message.at
                 return
             if isinstance(message, StartFailed):
                 self.root_address = None
@@ -207,14 +233,9 @@ class SupervisionSystem:
 
     def root_running(self) -> bool:
         """Return True while the root supervisor's process runs and has not reported its exit."""
-        if self.root_address is None or self.root_exit is not None or self.root_pid is None:
+        if self.root_address is None or self.root_exit is not None:
             return False
-        try:
-            with open(f"/proc/{self.root_pid}/stat", encoding="ascii") as stat:
-                state = stat.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
+        return process_running(self.root_pid)
 
     def _kill_leftovers(self) -> None:
         if self.admin_pid is None:
@@ -248,7 +269,9 @@ class SupervisionSystem:
     def _route(self, path: str, message: Any) -> Any:
         parts = [part for part in path.split("/") if part]
         if not parts or parts[0] != self.root_name:
-            raise SupervisionError("not_found", f"path {path!r} is not under root {self.root_name!r}")
+            raise SupervisionError(
+                "not_found", f"path {path!r} is not under root {self.root_name!r}"
+            )
         return Deliver(tuple(parts[1:]), message) if len(parts) > 1 else message
 
     def call(self, path: str, body: Any, *, timeout: float = 5.0) -> Any:

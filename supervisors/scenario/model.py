@@ -322,7 +322,14 @@ class _IdIndex:
 
 
 _SUPERVISOR_KEYS = (
-    "id", "type", "strategy", "intensity", "period", "children", "restart", "shutdown",
+    "id",
+    "type",
+    "strategy",
+    "intensity",
+    "period",
+    "children",
+    "restart",
+    "shutdown",
 )
 _WORKER_KEYS = ("id", "type", "restart", "shutdown", "stop_ms")
 
@@ -442,8 +449,9 @@ def _parse_step(data: Any, path: str, ids: _IdIndex) -> Step:
     _reject_unknown_keys(data, path, ("exit", "reason") if action == "exit" else (action,))
 
     if action == "wait_ms":
-        return WaitStep(ms=_parse_int(data, path, "wait_ms", minimum=0, default=None,
-                                      unit="milliseconds"))
+        return WaitStep(
+            ms=_parse_int(data, path, "wait_ms", minimum=0, default=None, unit="milliseconds")
+        )
 
     target = data[action]
     target_path = f"{path}.{action}"
@@ -492,8 +500,9 @@ def _parse_id(data: Mapping[str, Any], path: str, seen: dict[str, str]) -> str:
         raise ScenarioError(id_path, f"invalid value {node_id!r}; expected a non-empty string")
     if node_id in seen:
         raise ScenarioError(
-            id_path, f"duplicate id {node_id!r}, first used at {seen[node_id]}; ids are unique "
-            "across the whole tree"
+            id_path,
+            f"duplicate id {node_id!r}, first used at {seen[node_id]}; ids are unique "
+            "across the whole tree",
         )
     seen[node_id] = id_path
     return node_id

@@ -190,7 +190,8 @@ class Observer:
 
     def _kill_descendants(self, supervisor_id: str) -> list[dict[str, Any]]:
         victims = [
-            node_id for node_id in self._scenario.descendants_of(supervisor_id)
+            node_id
+            for node_id in self._scenario.descendants_of(supervisor_id)
             if node_id in self._alive
         ]
         victims.sort(key=lambda node_id: self._alive[node_id].start_sequence, reverse=True)

@@ -39,9 +39,11 @@ def running_pid(system: SupervisionSystem, supervisor: str, child_id: str) -> in
 
 def restarted(system: SupervisionSystem, supervisor: str, child_id: str, old_pid: int) -> int:
     entry = wait_for(
-        lambda: (c := child(system, supervisor, child_id))
-        and c["status"] == "running"
-        and c["pid"] != old_pid
-        and c
+        lambda: (
+            (c := child(system, supervisor, child_id))
+            and c["status"] == "running"
+            and c["pid"] != old_pid
+            and c
+        )
     )
     return int(entry["pid"])

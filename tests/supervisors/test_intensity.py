@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from supervisors import ChildSpec, RestartBackoff, SupFlags, Supervisor
+from supervisors import ChildSpec, RestartBackoff, Supervisor, SupFlags
 from supervisors.intensity import RestartWindow
 from tests.supervisors.helpers import child, restarted, running_pid, wait_for
 from tests.supervisors.workers import Echo
@@ -48,7 +48,12 @@ def _reports(log_path, context):
 
 
 def test_restarts_at_intensity_limit_keep_supervisor(system):
-    sub = ChildSpec("sub", Supervisor, args=(SupFlags("one_for_one", 2, 10), [ChildSpec("w", Echo)]), type="supervisor")
+    sub = ChildSpec(
+        "sub",
+        Supervisor,
+        args=(SupFlags("one_for_one", 2, 10), [ChildSpec("w", Echo)]),
+        type="supervisor",
+    )
     system.start_root("root", SupFlags("one_for_one", 5, 10), [sub])
     sub_pid = running_pid(system, "root", "sub")
     for _ in range(2):
@@ -59,22 +64,41 @@ def test_restarts_at_intensity_limit_keep_supervisor(system):
 
 
 def test_restarts_over_intensity_stop_supervisor(system, log_path):
-    sub = ChildSpec("sub", Supervisor, args=(SupFlags("one_for_one", 1, 10), [ChildSpec("w", Echo)]), type="supervisor")
+    sub = ChildSpec(
+        "sub",
+        Supervisor,
+        args=(SupFlags("one_for_one", 1, 10), [ChildSpec("w", Echo)]),
+        type="supervisor",
+    )
     system.start_root("root", SupFlags("one_for_one", 5, 10), [sub])
     sub_pid = running_pid(system, "root", "sub")
     for _ in range(2):
         pid = running_pid(system, "root/sub", "w")
         system.send_to("root/sub/w", "crash")
-        wait_for(lambda: child(system, "root/sub", "w") is None or child(system, "root/sub", "w")["pid"] != pid)
+        wait_for(
+            lambda old=pid: (
+                child(system, "root/sub", "w") is None
+                or child(system, "root/sub", "w")["pid"] != old
+            )
+        )
     new_sub = restarted(system, "root", "sub", sub_pid)
     assert new_sub != sub_pid
     assert len(_reports(log_path, "reached_max_restart_intensity")) == 1
 
 
 def test_escalation_through_two_levels(system, log_path):
-    inner = ChildSpec("inner", Supervisor, args=(SupFlags("one_for_one", 0, 10), [ChildSpec("w", Echo)]), type="supervisor")
-    middle = ChildSpec("middle", Supervisor, args=(SupFlags("one_for_one", 0, 10), [inner]), type="supervisor")
-    system.start_root("root", SupFlags("one_for_one", 5, 10), [middle, ChildSpec("bystander", Echo)])
+    inner = ChildSpec(
+        "inner",
+        Supervisor,
+        args=(SupFlags("one_for_one", 0, 10), [ChildSpec("w", Echo)]),
+        type="supervisor",
+    )
+    middle = ChildSpec(
+        "middle", Supervisor, args=(SupFlags("one_for_one", 0, 10), [inner]), type="supervisor"
+    )
+    system.start_root(
+        "root", SupFlags("one_for_one", 5, 10), [middle, ChildSpec("bystander", Echo)]
+    )
     middle_pid = running_pid(system, "root", "middle")
     bystander = running_pid(system, "root", "bystander")
     system.send_to("root/middle/inner/w", "crash")
@@ -122,7 +146,12 @@ def test_message_during_backoff_reaches_new_instance(system):
 
 
 def test_kill_of_supervisor_restarts_it_with_children(system):
-    sub = ChildSpec("sub", Supervisor, args=(SupFlags("one_for_one", 1, 5), [ChildSpec("a", Echo), ChildSpec("b", Echo)]), type="supervisor")
+    sub = ChildSpec(
+        "sub",
+        Supervisor,
+        args=(SupFlags("one_for_one", 1, 5), [ChildSpec("a", Echo), ChildSpec("b", Echo)]),
+        type="supervisor",
+    )
     system.start_root("root", SupFlags("one_for_one", 5, 5), [sub])
     sub_pid = running_pid(system, "root", "sub")
     old = [running_pid(system, "root/sub", name) for name in ("a", "b")]
@@ -131,4 +160,5 @@ def test_kill_of_supervisor_restarts_it_with_children(system):
     new = [running_pid(system, "root/sub", name) for name in ("a", "b")]
     assert set(new).isdisjoint(old)
     from tests.support.processes import wait_all_dead
+
     assert wait_all_dead(old, timeout=1.0) == []

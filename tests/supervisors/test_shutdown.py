@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisors import ChildSpec, SupervisionError, SupervisionSystem, SupFlags, Supervisor
-from tests.support.processes import is_running, wait_all_dead
+from supervisors import ChildSpec, SupervisionError, Supervisor, SupFlags
 from tests.supervisors.helpers import child, running_pid, wait_for
 from tests.supervisors.workers import Echo, FailingStart, IgnoreAfterFirst
+from tests.support.processes import is_running, wait_all_dead
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,7 +53,11 @@ def test_slow_worker_killed_when_shutdown_timeout_runs_out(system, tmp_path):
 
 def test_worker_with_infinity_shutdown_is_waited_for(system, tmp_path):
     journal = tmp_path / "journal"
-    specs = [ChildSpec("slow", Echo, kwargs={"journal": str(journal), "stop_ms": 600}, shutdown="infinity")]
+    specs = [
+        ChildSpec(
+            "slow", Echo, kwargs={"journal": str(journal), "stop_ms": 600}, shutdown="infinity"
+        )
+    ]
     system.start_root("root", SupFlags("one_for_one"), specs)
     started = time.monotonic()
     system.terminate_child("root", "slow")
@@ -72,7 +76,10 @@ def test_brutal_kill_child_gets_no_terminate(system, tmp_path):
 
 def test_failed_child_start_aborts_supervisor_start(system, tmp_path):
     journal = tmp_path / "journal"
-    specs = [ChildSpec("ok", Echo, kwargs={"journal": str(journal)}), ChildSpec("bad", FailingStart)]
+    specs = [
+        ChildSpec("ok", Echo, kwargs={"journal": str(journal)}),
+        ChildSpec("bad", FailingStart),
+    ]
     with pytest.raises(SupervisionError, match="failed to start child 'bad'"):
         system.start_root("root", SupFlags("one_for_one"), specs)
     assert [entry[:2] for entry in _journal(journal)] == [["ok", "shutdown"]]
@@ -99,7 +106,12 @@ def test_simple_one_for_one_restarts_crashed_dynamic_child(system):
 def test_simple_one_for_one_removes_child_that_ignores_restart(system, tmp_path):
     marker = tmp_path / "marker"
     template = ChildSpec("worker", IgnoreAfterFirst, args=(str(marker),), restart="transient")
-    sup = ChildSpec("sup", Supervisor, args=(SupFlags("simple_one_for_one", 5, 5), [template]), type="supervisor")
+    sup = ChildSpec(
+        "sup",
+        Supervisor,
+        args=(SupFlags("simple_one_for_one", 5, 5), [template]),
+        type="supervisor",
+    )
     system.start_root("root", SupFlags("one_for_one"), [sup])
     pid = system.start_child("root/sup", child_id="job")["pid"]
     os.kill(pid, signal.SIGKILL)
@@ -108,7 +120,9 @@ def test_simple_one_for_one_removes_child_that_ignores_restart(system, tmp_path)
     assert child(system, "root", "sup")["status"] == "undefined"
 
 
-def test_stop_of_nested_tree_with_slow_worker_kills_it_and_leaves_nothing(system, tmp_path, log_path):
+def test_stop_of_nested_tree_with_slow_worker_kills_it_and_leaves_nothing(
+    system, tmp_path, log_path
+):
     journal = tmp_path / "journal"
     specs = [
         ChildSpec("w1", Echo, kwargs={"journal": str(journal)}),
@@ -134,7 +148,8 @@ _CREATOR = textwrap.dedent(
     from supervisors import ChildSpec, SupervisionSystem, SupFlags, Supervisor
     from tests.supervisors.workers import Echo
     system = SupervisionSystem().start()
-    sub = ChildSpec("sub", Supervisor, args=(SupFlags(), [ChildSpec("a", Echo), ChildSpec("b", Echo)]), type="supervisor")
+    pair = [ChildSpec("a", Echo), ChildSpec("b", Echo)]
+    sub = ChildSpec("sub", Supervisor, args=(SupFlags(), pair), type="supervisor")
     system.start_root("root", SupFlags(), [sub, ChildSpec("c", Echo)])
     pids = list(system.pids().values()) + [system.admin_pid]
     print(" ".join(str(p) for p in pids), flush=True)

@@ -52,35 +52,45 @@ def test_rest_for_one_restarts_later_children(system):
 
 
 def test_transient_child_not_restarted_on_normal_exit(system):
-    system.start_root("root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")])
+    system.start_root(
+        "root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")]
+    )
     system.call("root/t", ("stop", "normal"))
     entry = wait_for(lambda: (c := child(system, "root", "t")) and c["status"] == "undefined" and c)
     assert entry["pid"] is None
 
 
 def test_transient_child_not_restarted_on_shutdown_exit(system):
-    system.start_root("root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")])
+    system.start_root(
+        "root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")]
+    )
     system.call("root/t", ("stop", "shutdown"))
     entry = wait_for(lambda: (c := child(system, "root", "t")) and c["status"] == "undefined" and c)
     assert entry["restarts"] == 0
 
 
 def test_transient_child_restarted_after_crash(system):
-    system.start_root("root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")])
+    system.start_root(
+        "root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")]
+    )
     pid = running_pid(system, "root", "t")
     system.send_to("root/t", "crash")
     restarted(system, "root", "t", pid)
 
 
 def test_transient_child_restarted_after_abnormal_stop(system):
-    system.start_root("root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")])
+    system.start_root(
+        "root", SupFlags("one_for_one", 5, 5), [ChildSpec("t", Echo, restart="transient")]
+    )
     pid = running_pid(system, "root", "t")
     system.call("root/t", ("stop", "bad_state"))
     restarted(system, "root", "t", pid)
 
 
 def test_temporary_child_removed_after_crash(system):
-    system.start_root("root", SupFlags("one_for_one", 5, 5), [ChildSpec("tmp", Echo, restart="temporary")])
+    system.start_root(
+        "root", SupFlags("one_for_one", 5, 5), [ChildSpec("tmp", Echo, restart="temporary")]
+    )
     system.send_to("root/tmp", "crash")
     wait_for(lambda: child(system, "root", "tmp") is None or None)
     assert system.count_children("root")["specs"] == 0
@@ -94,7 +104,11 @@ def test_permanent_child_restarted_after_normal_exit(system):
 
 
 def test_one_for_all_removes_temporary_sibling(system):
-    specs = [ChildSpec("w1", Echo), ChildSpec("tmp", Echo, restart="temporary"), ChildSpec("w3", Echo)]
+    specs = [
+        ChildSpec("w1", Echo),
+        ChildSpec("tmp", Echo, restart="temporary"),
+        ChildSpec("w3", Echo),
+    ]
     system.start_root("root", SupFlags("one_for_all", 5, 5), specs)
     w1 = running_pid(system, "root", "w1")
     system.send_to("root/w3", "crash")
@@ -103,7 +117,11 @@ def test_one_for_all_removes_temporary_sibling(system):
 
 
 def test_rest_for_one_restarts_transient_that_exited_normally(system):
-    specs = [ChildSpec("w1", Echo), ChildSpec("t", Echo, restart="transient"), ChildSpec("w3", Echo)]
+    specs = [
+        ChildSpec("w1", Echo),
+        ChildSpec("t", Echo, restart="transient"),
+        ChildSpec("w3", Echo),
+    ]
     system.start_root("root", SupFlags("rest_for_one", 5, 5), specs)
     system.call("root/t", ("stop", "normal"))
     wait_for(lambda: child(system, "root", "t")["status"] == "undefined")
