@@ -49,7 +49,6 @@ from supervisors.actor import DEFER, Caller, GenActor, reroute
 from supervisors.actor import NOREPLY as _NOREPLY
 from supervisors.children import AwaitExit, AwaitStart, Child, ExitInfo, Sleep, reason_label
 from supervisors.intensity import RestartWindow
-from supervisors.procfs import process_running
 from supervisors.messages import (
     Call,
     ChildEvent,
@@ -65,6 +64,7 @@ from supervisors.messages import (
     Started,
     StartFailed,
 )
+from supervisors.procfs import process_running
 from supervisors.reports import report
 from supervisors.spec import ChildSpec, SupFlags
 
