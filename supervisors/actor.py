@@ -131,6 +131,7 @@ class GenActor(Actor):  # type: ignore[misc]
         self._next_timer = 0
         self._watched: list[int] = []
         self._supervised = False
+        self.ancestors: tuple[tuple[str, Any], ...] = ()
 
     # -- hooks -------------------------------------------------------------
 
@@ -183,6 +184,23 @@ class GenActor(Actor):  # type: ignore[misc]
     def unwatch(self, fd: int) -> None:
         if fd in self._watched:
             self._watched.remove(fd)
+
+    def send_named(self, path: str, message: Any) -> None:
+        """Send ``message`` by name to the actor at ``path`` (for example ``root/sup/worker``).
+
+        The message goes to the nearest ancestor supervisor whose path is a
+        prefix of ``path`` and is routed down from there, so it reaches the
+        current instance of the target even across restarts. An ancestor's
+        address never goes stale for this actor: when an ancestor restarts,
+        this actor is restarted too.
+        """
+        for ancestor_path, address in reversed(self.ancestors):
+            prefix = ancestor_path + "/"
+            if path.startswith(prefix):
+                rest = tuple(part for part in path[len(prefix) :].split("/") if part)
+                self.send(address, Deliver(rest, message))
+                return
+        raise ValueError(f"path {path!r} is not below any ancestor of actor {self.path!r}")
 
     def stop(self, reason: str = "normal") -> None:
         """Exit after the current message with ``reason`` (``normal``, ``shutdown`` or other)."""
@@ -268,6 +286,7 @@ class GenActor(Actor):  # type: ignore[misc]
         self.path = message.path
         self.parent = message.parent if message.parent is not None else sender
         self._supervised = message.supervised
+        self.ancestors = message.ancestors
         self._init_caller = sender
         configure_logging(message.log_settings)
         try:

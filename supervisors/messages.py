@@ -90,6 +90,7 @@ class Init:
     parent: Any = None
     log_settings: Any = None
     supervised: bool = True
+    ancestors: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,7 @@ class Supervisor(GenActor):
                 kwargs=kwargs,
                 parent=self.myAddress,
                 log_settings=self.log_settings,
+                ancestors=(*self.ancestors, (self.path, self.myAddress)),
             ),
         )
         result = yield AwaitStart(address, child.spec.start_timeout)
