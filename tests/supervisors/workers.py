@@ -33,6 +33,10 @@ class Echo(GenActor):
         if kind == "stop":
             self.stop(body[1])
             return "stopping"
+        if kind == "append_then_crash":
+            with open(body[1], "a", encoding="utf-8") as out:
+                out.write("x")
+            raise RuntimeError("crash after a side effect")
         if kind == "sleep":
             time.sleep(body[1])
             return "slept"
