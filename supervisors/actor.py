@@ -236,8 +236,10 @@ class GenActor(Actor):  # type: ignore[misc]
             if not self._exit_requested:
                 # thespian itself is stopping this actor (system shutdown or a
                 # parent that is exiting); there is no supervisor left to tell.
+                # An actor that never got its Init (a standby) has nothing to clean.
                 self._dying = True
-                self._run_terminate("shutdown")
+                if self._running:
+                    self._run_terminate("shutdown")
             return
         if isinstance(message, ExitAck) or (
             isinstance(message, WakeupMessage) and message.payload is _ACK_TIMEOUT

@@ -15,9 +15,11 @@ __all__ = ["Child", "AwaitStart", "AwaitExit", "Sleep", "ExitInfo", "reason_labe
 class Child:
     """One child: its spec, its current instance (address and pid) and its history.
 
-    ``status`` is ``starting``, ``running``, ``stopping``, ``restarting`` (an
-    exit was handled and a new instance is on its way) or ``undefined`` (not
-    running, spec kept, as OTP's ``pid = undefined``). Messages addressed to
+    ``status`` is ``starting``, ``running``, ``exiting`` (a message came back
+    as a dead letter, so the instance is gone but its exit is not handled
+    yet), ``stopping``, ``restarting`` (an exit was handled and a new instance
+    is on its way) or ``undefined`` (not running, spec kept, as OTP's
+    ``pid = undefined``). Messages addressed to
     the child by name wait in ``pending`` while it is starting, stopping or
     restarting.
     """
@@ -31,6 +33,7 @@ class Child:
     started_at: float | None = None
     last_exit: str | None = None
     pending: deque[tuple[Any, Any]] = field(default_factory=deque)
+    forwarded: deque[tuple[float, Any]] = field(default_factory=lambda: deque(maxlen=1024))
 
     @property
     def id(self) -> str:
@@ -80,9 +83,11 @@ class AwaitStart:
 
 @dataclass(frozen=True)
 class AwaitExit:
-    """Wait for the child at ``address`` to exit, up to ``timeout`` seconds (None: forever)."""
+    """Wait for the child instance at ``address`` with ``pid`` to exit, up to ``timeout``
+    seconds (None: forever)."""
 
     address: Any
+    pid: int | None
     timeout: float | None
 
 

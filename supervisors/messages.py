@@ -151,12 +151,15 @@ class Deliver:
     ``path`` is a tuple of child ids, outermost first. A supervisor forwards
     the message to the current instance of the child, holds it while that
     child is restarting, or answers a ``Call`` inside it with an error when the
-    child is not coming back.
+    child is not coming back. ``dead_address`` is set when the message comes
+    back as a dead letter: the instance at that address is gone, so the
+    message waits for the replacement instead of going there again.
     """
 
     path: tuple[str, ...]
     message: Any
     hops: int = 0
+    dead_address: Any = None
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,11 @@ Operation = Generator[Any, Any, Any]
 _KILL_POLL_SECONDS = 0.01
 _SWEEP_SECONDS = 1.0
 
+# Calls forwarded this recently to an instance that is then killed are
+# answered with a ``lost`` error.
+_LOST_WINDOW_SECONDS = 30.0
+_LOST_GRACE_SECONDS = 0.3
+
 # A message re-routed this many times without reaching a live instance fails.
 _MAX_HOPS = 5
 
@@ -105,13 +110,15 @@ class Supervisor(GenActor):
         self._wait_timer: int | None = None
         self._wait_serial = 0
         self._queue: deque[tuple[str, Any, Any]] = deque()
-        self._exits: deque[tuple[Any, ExitInfo]] = deque(maxlen=512)
+        self._exits: deque[tuple[int, ExitInfo]] = deque(maxlen=512)
         self._gathers: dict[int, dict[str, Any]] = {}
         self._gather_refs: dict[Any, int] = {}
         self._next_ref = 0
         self._dynamic_serial = 0
         self._rng = random.Random()
         self._stopping = False
+        self._standby: dict[str, Any] = {}
+        self._lost: dict[int, tuple[str, list[Call]]] = {}
 
     # -- start ------------------------------------------------------------
 
@@ -178,7 +185,7 @@ class Supervisor(GenActor):
                 self._wait = None
                 break
             if isinstance(wait, AwaitExit):
-                info = self._exit_of(wait.address)
+                info = self._exit_of(wait.pid)
                 if info is not None:
                     value = info
                     continue
@@ -210,8 +217,9 @@ class Supervisor(GenActor):
         while self._op is None and self._queue and not self._dying:
             kind, item, extra = self._queue.popleft()
             if kind == "exit":
-                child = self._child_at(item)
-                if child is not None:
+                address, pid = item
+                child = self._child_at(address)
+                if child is not None and child.pid == pid:
                     self._handle_exit(child, extra)
             elif kind == "call":
                 self._handle_api(item, extra)
@@ -226,11 +234,15 @@ class Supervisor(GenActor):
             self._finish_gather(payload[1])
         elif isinstance(payload, tuple) and payload[0] == "sweep":
             self._sweep(payload[1])
+        elif isinstance(payload, tuple) and payload[0] == "lost":
+            self._send_lost(payload[1])
+        elif isinstance(payload, tuple) and payload[0] == "standby":
+            self._make_standby(payload[1])
 
     # -- child lifecycle -----------------------------------------------------
 
     def _start_child(self, child: Child) -> Operation:
-        address = self.createActor(child.spec.start)
+        address = self._standby.pop(child.id, None) or self.createActor(child.spec.start)
         child.address = address
         child.pid = None
         child.status = "starting"
@@ -257,6 +269,9 @@ class Supervisor(GenActor):
             child.started_at = time.time()
             self._publish("started", child, at=result.at, pid=result.pid)
             self._flush_pending(child)
+            if child.spec.standby:
+                # Forked later, so the messages flushed above leave first.
+                self.send_after(0.0, ("standby", child.id))
             return "ok", None
         child.address = None
         child.status = "undefined"
@@ -277,22 +292,35 @@ class Supervisor(GenActor):
         timeout = child.spec.shutdown_seconds
         if timeout == 0.0:
             self._kill(pid)
-            info = yield AwaitExit(address, None)
+            info = yield AwaitExit(address, pid, None)
         else:
             self.send(address, Shutdown())
-            info = yield AwaitExit(address, timeout)
+            info = yield AwaitExit(address, pid, timeout)
             if info == "timeout":
                 self._kill(pid)
-                info = yield AwaitExit(address, None)
+                info = yield AwaitExit(address, pid, None)
             if info.kind != "shutdown":
                 report(self.path, "shutdown_error", info.reason, self._offender(child))
+        self._answer_lost_calls(child, info)
         child.address = None
         child.pid = None
         child.status = "undefined"
         child.last_exit = info.reason
         self._publish("terminated", child, at=info.at, reason=reason_label(info.kind))
 
+    def _make_standby(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child is None or self._stopping or self._dying or child_id in self._standby:
+            return
+        self._standby[child_id] = self.createActor(child.spec.start)
+
+    def _drop_standby(self) -> None:
+        for spare in self._standby.values():
+            self.send(spare, ActorExitRequest())
+        self._standby.clear()
+
     def _stop_children(self) -> Operation:
+        self._drop_standby()
         for child in reversed(list(self.children)):
             yield from self._terminate_child(child)
             self._fail_pending(child, "supervisor is shutting down")
@@ -328,9 +356,13 @@ class Supervisor(GenActor):
 
     # -- exits ---------------------------------------------------------------
 
-    def _exit_of(self, address: Any) -> ExitInfo | None:
-        for dead, info in self._exits:
-            if dead == address:
+    def _exit_of(self, pid: int | None) -> ExitInfo | None:
+        # An instance is identified by its pid: thespian can compare two
+        # instances' addresses equal (for example when a port is reused).
+        if pid is None:
+            return None
+        for dead_pid, info in self._exits:
+            if dead_pid == pid:
                 return info
         return None
 
@@ -341,27 +373,39 @@ class Supervisor(GenActor):
         return None
 
     def _on_child_down(self, address: Any, info: ExitInfo) -> None:
-        if self._exit_of(address) is not None:
+        child = self._child_at(address)
+        if child is None:
+            # An instance already handled, or a standby process.
+            for child_id, spare in list(self._standby.items()):
+                if spare == address:
+                    del self._standby[child_id]
             return
-        self._exits.append((address, info))
+        pid = child.pid
+        if info.kind == "killed" and process_running(pid):
+            # A late ChildActorExited about an earlier instance whose address
+            # compares equal to the current one; the current one is alive.
+            return
+        if self._exit_of(pid) is not None:
+            return
+        if pid is not None:
+            self._exits.append((pid, info))
         wait = self._wait
-        if isinstance(wait, AwaitExit) and wait.address == address:
+        if isinstance(wait, AwaitExit) and wait.pid == pid and wait.address == address:
             self._resume(info)
             return
         if isinstance(wait, AwaitStart) and wait.address == address:
             self._resume(f"exited during start: {info.reason}")
             return
-        if self._child_at(address) is None:
+        if child.status == "starting":
             return
         if self._op is not None or self._queue:
-            self._queue.append(("exit", address, info))
+            self._queue.append(("exit", (address, pid), info))
             return
-        child = self._child_at(address)
-        assert child is not None
         self._handle_exit(child, info)
 
     def _handle_exit(self, child: Child, info: ExitInfo) -> None:
         offender = self._offender(child)
+        self._answer_lost_calls(child, info)
         child.address = None
         child.pid = None
         child.last_exit = info.reason
@@ -477,6 +521,7 @@ class Supervisor(GenActor):
         if not self._stopping:
             for child in self.children:
                 self._kill(child.pid)
+        self._drop_standby()
 
     # -- messages --------------------------------------------------------------
 
@@ -529,15 +574,31 @@ class Supervisor(GenActor):
             self.receiveMessage(inner, sender)
             return
         child_id, rest = message.path[0], message.path[1:]
-        payload: Any = Deliver(rest, inner, message.hops) if rest else inner
+        payload: Any = Deliver(rest, inner, message.hops, message.dead_address) if rest else inner
         child = self._find(child_id)
+        if message.dead_address is not None:
+            self._not_lost(payload)
         if message.hops > _MAX_HOPS:
             self._fail_message(payload, f"child {self.path}/{child_id} did not take the message")
         elif child is None:
             self._fail_message(payload, f"no child {child_id!r} in supervisor {self.path}")
+        elif (
+            child.status == "running"
+            and message.dead_address is not None
+            and child.address == message.dead_address
+            and not process_running(child.pid)
+        ):
+            # The dead letter and the pid show this instance is gone before its
+            # exit notice has arrived; hold its messages for the replacement.
+            # (The pid is checked too because thespian can compare a new
+            # instance's address equal to an old one, for example when a port
+            # is reused.)
+            child.status = "exiting"
+            child.pending.append((payload, message.hops))
+            self.send_after(_KILL_POLL_SECONDS, ("sweep", child.pid))
         elif child.status == "running":
-            self.send(child.address, Routed(f"{self.path}/{child_id}", payload, message.hops))
-        elif child.status in ("starting", "stopping", "restarting"):
+            self._forward(child, payload, message.hops)
+        elif child.status in ("starting", "stopping", "restarting", "exiting"):
             child.pending.append((payload, message.hops))
         else:
             self._fail_message(payload, f"child {self.path}/{child_id} is not running")
@@ -549,16 +610,64 @@ class Supervisor(GenActor):
             parts = message.path.split("/")
             if parts[0] == self.name and len(parts) > 1:
                 target = reroute(parts[-1], message.message, message.hops + 1)
-                self._deliver(
-                    Deliver((*parts[1:-1], *target.path), target.message, target.hops), None
-                )
+                path = (*parts[1:-1], *target.path)
+                dead = envelope.deadAddress
+                self._deliver(Deliver(path, target.message, target.hops, dead), None)
                 return
         self._fail_message(message, "the target actor had exited when the message arrived")
+
+    def _forward(self, child: Child, payload: Any, hops: int) -> None:
+        call = payload
+        while isinstance(call, Deliver):
+            call = call.message
+        if isinstance(call, Call) and call.reply_to is not None:
+            child.forwarded.append((time.monotonic(), call))
+        self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
 
     def _flush_pending(self, child: Child) -> None:
         while child.pending:
             payload, hops = child.pending.popleft()
-            self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
+            self._forward(child, payload, hops)
+
+    def _answer_lost_calls(self, child: Child, info: ExitInfo) -> None:
+        """Tell callers whose calls the killed instance may never have handled.
+
+        A process killed by SIGKILL drops whatever waits in its socket. Calls
+        forwarded to it in the last ``_LOST_WINDOW_SECONDS`` are answered with
+        ``lost`` after ``_LOST_GRACE_SECONDS``, unless they come back as dead
+        letters meanwhile (then they go to the replacement). A caller that
+        already has the real answer ignores this one, because it no longer
+        waits on that reference. An instance that exits any other way hands
+        unhandled messages back itself, so nothing is answered for it.
+        """
+        forwarded, child.forwarded = child.forwarded, deque(maxlen=child.forwarded.maxlen)
+        if info.kind != "killed" or not forwarded:
+            return
+        horizon = time.monotonic() - _LOST_WINDOW_SECONDS
+        calls = [call for sent_at, call in forwarded if sent_at >= horizon]
+        if not calls:
+            return
+        self._next_ref += 1
+        self._lost[self._next_ref] = (f"{self.path}/{child.id}", calls)
+        self.send_after(_LOST_GRACE_SECONDS, ("lost", self._next_ref))
+
+    def _not_lost(self, payload: Any) -> None:
+        call = payload
+        while isinstance(call, Deliver):
+            call = call.message
+        if not isinstance(call, Call):
+            return
+        for _path, calls in self._lost.values():
+            for index, candidate in enumerate(calls):
+                if candidate.ref == call.ref and candidate.reply_to == call.reply_to:
+                    del calls[index]
+                    return
+
+    def _send_lost(self, batch: int) -> None:
+        path, calls = self._lost.pop(batch, ("", []))
+        text = f"{path} was killed; the outcome of this call is unknown"
+        for call in calls:
+            self.send(call.reply_to, Reply(call.ref, error=ErrorInfo("lost", text)))
 
     def _fail_pending(self, child: Child, why: str) -> None:
         while child.pending:
