@@ -321,8 +321,45 @@ class Supervisor(GenActor):
 
     def _stop_children(self) -> Operation:
         self._drop_standby()
+        if self.template is not None:
+            yield from self._stop_dynamic_children()
+            return
         for child in reversed(list(self.children)):
             yield from self._terminate_child(child)
+            self._fail_pending(child, "supervisor is shutting down")
+
+    def _stop_dynamic_children(self) -> Operation:
+        """Stop all dynamic children at once, as OTP does for simple_one_for_one.
+
+        Every child is asked to stop (or killed, for brutal_kill) before any is
+        waited for, and those still running when the shared shutdown timeout
+        runs out are killed.
+        """
+        assert self.template is not None
+        running = [child for child in self.children if child.address is not None]
+        timeout = self.template.shutdown_seconds
+        for child in running:
+            child.status = "stopping"
+            if timeout == 0.0:
+                self._kill(child.pid)
+            else:
+                self.send(child.address, Shutdown())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for child in running:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            info = yield AwaitExit(child.address, child.pid, remaining)
+            if info == "timeout":
+                self._kill(child.pid)
+                info = yield AwaitExit(child.address, child.pid, None)
+            if timeout != 0.0 and info.kind != "shutdown":
+                report(self.path, "shutdown_error", info.reason, self._offender(child))
+            self._answer_lost_calls(child, info)
+            child.address = None
+            child.pid = None
+            child.status = "undefined"
+            child.last_exit = info.reason
+            self._publish("terminated", child, at=info.at, reason=reason_label(info.kind))
+        for child in list(self.children):
             self._fail_pending(child, "supervisor is shutting down")
 
     def _kill(self, pid: int | None) -> None:
@@ -445,7 +482,6 @@ class Supervisor(GenActor):
             child.status = "undefined"
             yield from self._shutdown_self("shutdown")
             return
-        child.restarts += 1
         delay = 0.0
         if child.spec.backoff is not None:
             recent = self.window.recent(now) - 1
@@ -477,6 +513,7 @@ class Supervisor(GenActor):
         for member in group:
             outcome, detail = yield from self._start_child(member)
             if outcome == "ok":
+                member.restarts += 1
                 continue
             if outcome == "ignore":
                 self._child_gone(member, "its start returned ignore")
@@ -861,6 +898,7 @@ class Supervisor(GenActor):
             "period": self.flags.period,
             "auto_shutdown": self.flags.auto_shutdown,
             "restarts_in_period": self.window.recent(time.monotonic()),
+            "busy": self._op is not None or bool(self._queue),
             "children": [child.describe() for child in self.children],
         }
 

@@ -92,23 +92,44 @@ class _Run:
             if isinstance(child, SupervisorNode):
                 self._index_paths(child, f"{prefix}/{child.id}")
 
-    def collect(self, quiet: float = QUIET_SECONDS) -> None:
-        """Receive events until none has arrived for ``quiet`` seconds."""
-        last = time.monotonic()
-        while time.monotonic() - last < quiet:
-            got = False
-            for event in self.system.events(wait=quiet / 4):
-                self._record(event)
-                got = True
-            if self.root_alive and self.system.root_exit is not None:
-                exit_message = self.system.root_exit
-                self.observer.add(
-                    RawEvent.terminated(exit_message.at, self.scenario.root_id, exit_message.kind)
-                )
-                self.root_alive = False
-                got = True
-            if got:
+    def collect(self, quiet: float = QUIET_SECONDS, at_least: float = 0.0) -> None:
+        """Receive events for ``at_least`` seconds, then until the tree is quiet.
+
+        Quiet means no event for ``quiet`` seconds and no supervisor in the
+        middle of an operation (a restart, a shutdown, a start): a slow stop
+        stays in the step that caused it, as on the OTP side.
+        """
+        started = time.monotonic()
+        last = started
+        while True:
+            now = time.monotonic()
+            if now - started >= at_least and now - last >= quiet and not self._busy():
+                return
+            if self._receive(quiet / 4):
                 last = time.monotonic()
+
+    def _receive(self, wait: float) -> bool:
+        got = False
+        for event in self.system.events(wait=wait):
+            self._record(event)
+            got = True
+        if self.root_alive and self.system.root_exit is not None:
+            exit_message = self.system.root_exit
+            self.observer.add(
+                RawEvent.terminated(exit_message.at, self.scenario.root_id, exit_message.kind)
+            )
+            self.root_alive = False
+            got = True
+        return got
+
+    def _busy(self) -> bool:
+        if not self.root_alive or not self.system.root_running():
+            return False
+        try:
+            snapshot = self.system.snapshot(timeout=5)
+        except SupervisionError:
+            return False
+        return _tree_busy(snapshot)
 
     def _record(self, event: ChildEvent) -> None:
         instance = None if event.pid is None else str(event.pid)
@@ -138,7 +159,7 @@ class _Run:
 
     def run_step(self, step: Any) -> None:
         if isinstance(step, WaitStep):
-            self.collect(quiet=step.ms / 1000.0)
+            self.collect(at_least=step.ms / 1000.0)
             return
         if isinstance(step, StopStep):
             if self.root_alive and self.system.root_running():
@@ -167,6 +188,18 @@ class _Run:
         for path, pid in self.system.pids().items():
             found[path.rsplit("/", 1)[-1]] = pid
         return found
+
+
+def _tree_busy(node: dict[str, Any]) -> bool:
+    if node.get("busy"):
+        return True
+    for child in node["children"]:
+        if child["status"] not in ("running", "undefined"):
+            return True
+        nested = child.get("supervisor")
+        if isinstance(nested, dict) and "children" in nested and _tree_busy(nested):
+            return True
+    return False
 
 
 def run_ours(scenario: Scenario) -> Iterator[dict[str, Any]]:

@@ -21,16 +21,19 @@ class ScenarioWorker(GenActor):
 
     def init(self, stop_ms: int = 0) -> None:
         self.stop_ms = stop_ms
+        self.stopping_itself = False
 
     def handle_cast(self, message: Any, sender: Any) -> None:
         if message == CRASH:
             raise RuntimeError("scenario crash")
         if isinstance(message, tuple) and message[0] == "exit":
+            self.stopping_itself = True
             self.stop(message[1])
             return
         super().handle_cast(message, sender)
 
     def terminate(self, reason: str) -> None:
-        # Only an orderly request takes stop_ms, as the Erlang worker does.
-        if reason == "shutdown" and self.stop_ms:
+        # Only a stop requested by the supervisor takes stop_ms, as in the
+        # Erlang worker; a worker stopping itself exits at once.
+        if reason == "shutdown" and self.stop_ms and not self.stopping_itself:
             time.sleep(self.stop_ms / 1000.0)
