@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from supervisors.spec import ChildSpec
 
-__all__ = ["Child", "AwaitStart", "AwaitExit", "Sleep", "ExitInfo", "reason_label"]
+__all__ = ["Child", "AwaitStart", "AwaitExit", "Sleep", "ExitInfo", "Operation", "reason_label"]
+
+# A supervisor operation: a generator that yields what it waits for.
+Operation = Generator[Any, Any, Any]
 
 
 @dataclass

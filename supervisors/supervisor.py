@@ -39,57 +39,50 @@ import random
 import signal
 import time
 from collections import deque
-from collections.abc import Generator
 from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, DeadEnvelope
 
-from supervisors import api
-from supervisors.actor import DEFER, Caller, GenActor, reroute
-from supervisors.actor import NOREPLY as _NOREPLY
-from supervisors.children import AwaitExit, AwaitStart, Child, ExitInfo, Sleep, reason_label
+from supervisors.actor import DEFER, GenActor
+from supervisors.children import (
+    AwaitExit,
+    AwaitStart,
+    Child,
+    ExitInfo,
+    Operation,
+    Sleep,
+    reason_label,
+)
 from supervisors.intensity import RestartWindow
 from supervisors.messages import (
     Call,
-    ChildEvent,
     Deliver,
-    ErrorInfo,
     ExitAck,
     Exiting,
     Ignored,
     Init,
     Reply,
-    Routed,
     Shutdown,
     Started,
     StartFailed,
 )
+from supervisors.observe import ObserveMixin
 from supervisors.procfs import process_running
 from supervisors.reports import report
+from supervisors.routing import KILL_POLL_SECONDS, RoutingMixin
 from supervisors.spec import ChildSpec, SupFlags
+from supervisors.supervisor_api import ApiMixin
 
 __all__ = ["Supervisor"]
 
 logger = logging.getLogger(__name__)
 
-Operation = Generator[Any, Any, Any]
 
-# How often a killed child's pid is polled, and how often all children are checked.
-_KILL_POLL_SECONDS = 0.01
+# How often all children's pids are checked for deaths thespian did not report.
 _SWEEP_SECONDS = 1.0
 
-# Calls forwarded this recently to an instance that is then killed are
-# answered with a ``lost`` error.
-_LOST_WINDOW_SECONDS = 30.0
-_LOST_GRACE_SECONDS = 0.3
 
-# A message re-routed this many times without reaching a live instance fails.
-_MAX_HOPS = 5
-
-_READ_ONLY = (api.WhichChildren, api.CountChildren, api.GetChildSpec, api.Snapshot, api.Whereis)
-
-
-class Supervisor(GenActor):
+class Supervisor(RoutingMixin, ApiMixin, ObserveMixin, GenActor):
     """A supervisor actor; start it through a child spec of type ``supervisor``.
 
     ``init(flags, children, subscribers=(), log_settings=None)`` takes the
@@ -369,7 +362,7 @@ class Supervisor(GenActor):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.send_after(_KILL_POLL_SECONDS, ("sweep", pid))
+        self.send_after(KILL_POLL_SECONDS, ("sweep", pid))
 
     def _sweep(self, pid: int | None) -> None:
         """Notice children whose process died without a ``ChildActorExited``.
@@ -387,7 +380,7 @@ class Supervisor(GenActor):
             if not process_running(child.pid):
                 self._on_child_down(child.address, ExitInfo("killed", "killed", time.monotonic()))
             elif pid is not None:
-                self.send_after(_KILL_POLL_SECONDS, ("sweep", pid))
+                self.send_after(KILL_POLL_SECONDS, ("sweep", pid))
         if pid is None and not self._dying:
             self.send_after(_SWEEP_SECONDS, ("sweep", None))
 
@@ -594,357 +587,3 @@ class Supervisor(GenActor):
             self.handle_shutdown(message.reason)
             return
         super()._dispatch(message, sender)
-
-    def handle_call(self, body: Any, caller: Caller) -> Any:
-        if isinstance(body, _READ_ONLY) or self._op is None:
-            return self._handle_api(body, caller)
-        self._queue.append(("call", body, caller))
-        return _NOREPLY
-
-    # -- named delivery ----------------------------------------------------------
-
-    def _deliver(self, message: Deliver, sender: Any) -> None:
-        inner = message.message
-        if isinstance(inner, Call) and inner.reply_to is None:
-            inner = Call(inner.ref, inner.body, sender)
-        if not message.path:
-            self.receiveMessage(inner, sender)
-            return
-        child_id, rest = message.path[0], message.path[1:]
-        payload: Any = Deliver(rest, inner, message.hops, message.dead_address) if rest else inner
-        child = self._find(child_id)
-        if message.dead_address is not None:
-            self._not_lost(payload)
-        if message.hops > _MAX_HOPS:
-            self._fail_message(payload, f"child {self.path}/{child_id} did not take the message")
-        elif child is None:
-            self._fail_message(payload, f"no child {child_id!r} in supervisor {self.path}")
-        elif (
-            child.status == "running"
-            and message.dead_address is not None
-            and child.address == message.dead_address
-            and not process_running(child.pid)
-        ):
-            # The dead letter and the pid show this instance is gone before its
-            # exit notice has arrived; hold its messages for the replacement.
-            # (The pid is checked too because thespian can compare a new
-            # instance's address equal to an old one, for example when a port
-            # is reused.)
-            child.status = "exiting"
-            child.pending.append((payload, message.hops))
-            self.send_after(_KILL_POLL_SECONDS, ("sweep", child.pid))
-        elif child.status == "running":
-            self._forward(child, payload, message.hops)
-        elif child.status in ("starting", "stopping", "restarting", "exiting"):
-            child.pending.append((payload, message.hops))
-        else:
-            self._fail_message(payload, f"child {self.path}/{child_id} is not running")
-
-    def _dead_letter(self, envelope: DeadEnvelope) -> None:
-        """Route again a message that reached an actor after its process was gone."""
-        message = envelope.deadMessage
-        if isinstance(message, Routed):
-            parts = message.path.split("/")
-            if parts[0] == self.name and len(parts) > 1:
-                target = reroute(parts[-1], message.message, message.hops + 1)
-                path = (*parts[1:-1], *target.path)
-                dead = envelope.deadAddress
-                self._deliver(Deliver(path, target.message, target.hops, dead), None)
-                return
-        self._fail_message(message, "the target actor had exited when the message arrived")
-
-    def _forward(self, child: Child, payload: Any, hops: int) -> None:
-        call = payload
-        while isinstance(call, Deliver):
-            call = call.message
-        if isinstance(call, Call) and call.reply_to is not None:
-            child.forwarded.append((time.monotonic(), call))
-        self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
-
-    def _flush_pending(self, child: Child) -> None:
-        while child.pending:
-            payload, hops = child.pending.popleft()
-            self._forward(child, payload, hops)
-
-    def _answer_lost_calls(self, child: Child, info: ExitInfo) -> None:
-        """Tell callers whose calls the killed instance may never have handled.
-
-        A process killed by SIGKILL drops whatever waits in its socket. Calls
-        forwarded to it in the last ``_LOST_WINDOW_SECONDS`` are answered with
-        ``lost`` after ``_LOST_GRACE_SECONDS``, unless they come back as dead
-        letters meanwhile (then they go to the replacement). A caller that
-        already has the real answer ignores this one, because it no longer
-        waits on that reference. An instance that exits any other way hands
-        unhandled messages back itself, so nothing is answered for it.
-        """
-        forwarded, child.forwarded = child.forwarded, deque(maxlen=child.forwarded.maxlen)
-        if info.kind != "killed" or not forwarded:
-            return
-        horizon = time.monotonic() - _LOST_WINDOW_SECONDS
-        calls = [call for sent_at, call in forwarded if sent_at >= horizon]
-        if not calls:
-            return
-        self._next_ref += 1
-        self._lost[self._next_ref] = (f"{self.path}/{child.id}", calls)
-        self.send_after(_LOST_GRACE_SECONDS, ("lost", self._next_ref))
-
-    def _not_lost(self, payload: Any) -> None:
-        call = payload
-        while isinstance(call, Deliver):
-            call = call.message
-        if not isinstance(call, Call):
-            return
-        for _path, calls in self._lost.values():
-            for index, candidate in enumerate(calls):
-                if candidate.ref == call.ref and candidate.reply_to == call.reply_to:
-                    del calls[index]
-                    return
-
-    def _send_lost(self, batch: int) -> None:
-        path, calls = self._lost.pop(batch, ("", []))
-        text = f"{path} was killed; the outcome of this call is unknown"
-        for call in calls:
-            self.send(call.reply_to, Reply(call.ref, error=ErrorInfo("lost", text)))
-
-    def _fail_pending(self, child: Child, why: str) -> None:
-        while child.pending:
-            payload, _hops = child.pending.popleft()
-            self._fail_message(payload, f"child {self.path}/{child.id} is not running: {why}")
-
-    def _fail_message(self, message: Any, text: str) -> None:
-        while isinstance(message, Deliver):
-            message = message.message
-        if isinstance(message, Call) and message.reply_to is not None:
-            self.send(message.reply_to, Reply(message.ref, error=ErrorInfo("not_running", text)))
-        else:
-            logger.warning("supervisor %s dropped %s: %s", self.path, type(message).__name__, text)
-
-    # -- API -------------------------------------------------------------------
-
-    def _find(self, child_id: str) -> Child | None:
-        for child in self.children:
-            if child.id == child_id:
-                return child
-        return None
-
-    def _handle_api(self, body: Any, caller: Caller) -> Any:
-        result = self._api_result(body, caller)
-        if result is _NOREPLY:
-            return _NOREPLY
-        if isinstance(result, ErrorInfo):
-            self.reply_error(caller, result.code, result.message, result.details)
-        else:
-            self.reply(caller, result)
-        return _NOREPLY
-
-    def _api_result(self, body: Any, caller: Caller) -> Any:
-        if isinstance(body, api.WhichChildren):
-            return [child.describe() for child in self.children]
-        if isinstance(body, api.CountChildren):
-            return {
-                "specs": len(self.children),
-                "active": sum(1 for c in self.children if c.status == "running"),
-                "supervisors": sum(1 for c in self.children if c.is_supervisor),
-                "workers": sum(1 for c in self.children if not c.is_supervisor),
-            }
-        if isinstance(body, api.Whereis):
-            child = self._find(body.id)
-            return child.address if child is not None and child.status == "running" else None
-        if isinstance(body, api.GetChildSpec):
-            child = self._find(body.id)
-            if child is None:
-                return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
-            return child.spec
-        if isinstance(body, api.Snapshot):
-            self._start_gather(caller, body.timeout)
-            return _NOREPLY
-        if isinstance(body, api.Subscribe):
-            self._subscribe(body.address if body.address is not None else caller.address)
-            return True
-        if isinstance(body, api.StopSupervisor):
-            self._run(self._stop_and_reply(caller))
-            return _NOREPLY
-        if isinstance(body, api.StartChild):
-            return self._api_start_child(body, caller)
-        if isinstance(body, api.TerminateChild):
-            return self._api_terminate_child(body, caller)
-        if isinstance(body, api.RestartChild):
-            return self._api_restart_child(body, caller)
-        if isinstance(body, api.DeleteChild):
-            return self._api_delete_child(body)
-        return ErrorInfo("unknown_request", f"unknown request {type(body).__name__}")
-
-    def _stop_and_reply(self, caller: Caller) -> Operation:
-        self._stopping = True
-        yield from self._stop_children()
-        self.reply(caller, True)
-        self._exit("shutdown", "shutdown")
-
-    def _api_start_child(self, body: api.StartChild, caller: Caller) -> Any:
-        if self.template is not None:
-            self._dynamic_serial += 1
-            child_id = body.id or f"{self.template.id}-{self._dynamic_serial}"
-            if self._find(child_id) is not None:
-                return ErrorInfo("already_present", f"child {child_id!r} already exists")
-            child = Child(self.template.with_id(child_id, tuple(body.args)), dynamic=True)
-        else:
-            if body.spec is None:
-                return ErrorInfo("invalid_argument", "start_child needs a child spec")
-            existing = self._find(body.spec.id)
-            if existing is not None:
-                if existing.status == "running":
-                    return ErrorInfo("already_started", f"child {body.spec.id!r} is running")
-                return ErrorInfo("already_present", f"child {body.spec.id!r} already exists")
-            child = Child(body.spec)
-        self.children.append(child)
-        self._run(self._start_and_reply(child, caller))
-        return _NOREPLY
-
-    def _start_and_reply(self, child: Child, caller: Caller) -> Operation:
-        outcome, detail = yield from self._start_child(child)
-        if outcome == "ok":
-            self.reply(caller, {"id": child.id, "pid": child.pid})
-            return
-        if child in self.children and (child.dynamic or outcome == "error"):
-            self.children.remove(child)
-        if outcome == "ignore":
-            self.reply(caller, {"id": child.id, "pid": None})
-            return
-        report(self.path, "start_error", detail, self._offender(child))
-        self.reply_error(caller, "start_error", f"child {child.id!r} failed to start: {detail}")
-
-    def _api_terminate_child(self, body: api.TerminateChild, caller: Caller) -> Any:
-        child = self._find(body.id)
-        if child is None:
-            return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
-        self._run(self._terminate_and_reply(child, caller))
-        return _NOREPLY
-
-    def _terminate_and_reply(self, child: Child, caller: Caller) -> Operation:
-        yield from self._terminate_child(child)
-        self._child_gone(child, "terminated by request")
-        self.reply(caller, True)
-
-    def _api_restart_child(self, body: api.RestartChild, caller: Caller) -> Any:
-        child = self._find(body.id)
-        if child is None:
-            return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
-        if child.status != "undefined":
-            return ErrorInfo("running", f"child {body.id!r} is {child.status}")
-        self._run(self._restart_and_reply(child, caller))
-        return _NOREPLY
-
-    def _restart_and_reply(self, child: Child, caller: Caller) -> Operation:
-        outcome, detail = yield from self._start_child(child)
-        if outcome == "error":
-            self.reply_error(caller, "start_error", f"child {child.id!r} failed to start: {detail}")
-        else:
-            self.reply(caller, {"id": child.id, "pid": child.pid})
-
-    def _api_delete_child(self, body: api.DeleteChild) -> Any:
-        if self.template is not None:
-            return ErrorInfo("simple_one_for_one", "delete_child is not allowed here")
-        child = self._find(body.id)
-        if child is None:
-            return ErrorInfo("not_found", f"no child {body.id!r} in supervisor {self.path}")
-        if child.status != "undefined":
-            return ErrorInfo("running", f"child {body.id!r} is {child.status}")
-        self.children.remove(child)
-        return True
-
-    # -- events and snapshots ---------------------------------------------------
-
-    def _subscribe(self, address: Any) -> None:
-        if not any(existing == address for existing in self.subscribers):
-            self.subscribers.append(address)
-        for child in self.children:
-            if child.is_supervisor and child.status == "running":
-                self._next_ref += 1
-                self.send(
-                    child.address, Call(("subscribe", self._next_ref), api.Subscribe(address))
-                )
-
-    def _publish(
-        self,
-        event: str,
-        child: Child,
-        *,
-        at: float,
-        pid: int | None = None,
-        reason: str | None = None,
-    ) -> None:
-        if not self.subscribers:
-            return
-        message = ChildEvent(
-            event=event,
-            supervisor=self.path,
-            child=child.id,
-            path=f"{self.path}/{child.id}",
-            at=at,
-            pid=pid,
-            reason=reason,
-            child_type=child.spec.type,
-        )
-        for subscriber in self.subscribers:
-            self.send(subscriber, message)
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            "id": self.name,
-            "path": self.path,
-            "pid": os.getpid(),
-            "strategy": self.flags.strategy,
-            "intensity": self.flags.intensity,
-            "period": self.flags.period,
-            "auto_shutdown": self.flags.auto_shutdown,
-            "restarts_in_period": self.window.recent(time.monotonic()),
-            "busy": self._op is not None or bool(self._queue),
-            "children": [child.describe() for child in self.children],
-        }
-
-    def _start_gather(self, caller: Caller, timeout: float) -> None:
-        own = self._describe()
-        waiting = {}
-        for entry, child in zip(own["children"], self.children, strict=True):
-            if child.is_supervisor and child.status == "running":
-                self._next_ref += 1
-                ref = ("snapshot", self._next_ref)
-                waiting[ref] = entry
-                self.send(child.address, Call(ref, api.Snapshot(timeout * 0.8)))
-        if not waiting:
-            self.reply(caller, own)
-            return
-        self._next_ref += 1
-        gather_id = self._next_ref
-        self._gathers[gather_id] = {"caller": caller, "own": own, "waiting": waiting}
-        for ref in waiting:
-            self._gather_refs[ref] = gather_id
-        self.send_after(timeout, ("gather", gather_id))
-
-    def _gather_reply(self, reply: Reply) -> None:
-        gather_id = self._gather_refs.pop(reply.ref, None)
-        if gather_id is None or gather_id not in self._gathers:
-            return
-        gather = self._gathers[gather_id]
-        entry = gather["waiting"].pop(reply.ref)
-        entry["supervisor"] = reply.value if reply.ok else {"error": reply.error.message}
-        if not gather["waiting"]:
-            self._finish_gather(gather_id)
-
-    def _finish_gather(self, gather_id: int) -> None:
-        gather = self._gathers.pop(gather_id, None)
-        if gather is None:
-            return
-        for ref, entry in gather["waiting"].items():
-            self._gather_refs.pop(ref, None)
-            entry["supervisor"] = {"error": "snapshot timed out"}
-        self.reply(gather["caller"], gather["own"])
-
-    def _offender(self, child: Child) -> dict[str, Any]:
-        return {
-            "id": child.id,
-            "pid": child.pid,
-            "restart_type": child.spec.restart,
-            "shutdown": child.spec.shutdown,
-            "child_type": child.spec.type,
-        }

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from supervisors.children import Child
-from supervisors.supervisor import Operation, Supervisor
+from supervisors.children import Child, Operation
+from supervisors.supervisor import Supervisor
 
 __all__ = ["ScenarioPool"]
 

@@ -1,0 +1,162 @@
+"""Named delivery for supervisors: forwarding by path, queues around restarts, dead letters.
+
+The rules, one row per state of the target child, are in
+``docs/architecture.md`` ("Names that survive restarts"). This module is a
+mixin of :class:`~supervisors.supervisor.Supervisor` and uses its child list
+and timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from thespian.actors import DeadEnvelope
+
+from supervisors.actor import reroute
+from supervisors.children import Child, ExitInfo
+from supervisors.messages import Call, Deliver, ErrorInfo, Reply, Routed
+from supervisors.procfs import process_running
+
+__all__ = ["RoutingMixin", "KILL_POLL_SECONDS"]
+
+logger = logging.getLogger(__name__)
+
+# How often the pid of a child that was killed, or found dead, is polled.
+KILL_POLL_SECONDS = 0.01
+
+# Calls forwarded this recently to an instance that is then killed get a
+# ``lost`` error, after a grace period that lets dead letters come back first.
+_LOST_WINDOW_SECONDS = 30.0
+_LOST_GRACE_SECONDS = 0.3
+
+# A message re-routed this many times without reaching a live instance fails.
+_MAX_HOPS = 5
+
+
+class RoutingMixin:
+    """Forwarding of ``Deliver`` messages to the current instance of a child."""
+
+    path: str
+    name: str
+    children: list[Child]
+    _lost: dict[int, tuple[str, list[Call]]]
+    _next_ref: int
+
+    def _deliver(self, message: Deliver, sender: Any) -> None:
+        inner = message.message
+        if isinstance(inner, Call) and inner.reply_to is None:
+            inner = Call(inner.ref, inner.body, sender)
+        if not message.path:
+            self.receiveMessage(inner, sender)
+            return
+        child_id, rest = message.path[0], message.path[1:]
+        payload: Any = Deliver(rest, inner, message.hops, message.dead_address) if rest else inner
+        child = self._find(child_id)
+        if message.dead_address is not None:
+            self._not_lost(payload)
+        if message.hops > _MAX_HOPS:
+            self._fail_message(payload, f"child {self.path}/{child_id} did not take the message")
+        elif child is None:
+            self._fail_message(payload, f"no child {child_id!r} in supervisor {self.path}")
+        elif (
+            child.status == "running"
+            and message.dead_address is not None
+            and child.address == message.dead_address
+            and not process_running(child.pid)
+        ):
+            # The dead letter and the pid show this instance is gone before its
+            # exit notice has arrived; hold its messages for the replacement.
+            # (The pid is checked too because thespian can compare a new
+            # instance's address equal to an old one, for example when a port
+            # is reused.)
+            child.status = "exiting"
+            child.pending.append((payload, message.hops))
+            self.send_after(KILL_POLL_SECONDS, ("sweep", child.pid))
+        elif child.status == "running":
+            self._forward(child, payload, message.hops)
+        elif child.status in ("starting", "stopping", "restarting", "exiting"):
+            child.pending.append((payload, message.hops))
+        else:
+            self._fail_message(payload, f"child {self.path}/{child_id} is not running")
+
+    def _dead_letter(self, envelope: DeadEnvelope) -> None:
+        """Route again a message that reached an actor after its process was gone."""
+        message = envelope.deadMessage
+        if isinstance(message, Routed):
+            parts = message.path.split("/")
+            if parts[0] == self.name and len(parts) > 1:
+                target = reroute(parts[-1], message.message, message.hops + 1)
+                path = (*parts[1:-1], *target.path)
+                dead = envelope.deadAddress
+                self._deliver(Deliver(path, target.message, target.hops, dead), None)
+                return
+        self._fail_message(message, "the target actor had exited when the message arrived")
+
+    def _forward(self, child: Child, payload: Any, hops: int) -> None:
+        call = payload
+        while isinstance(call, Deliver):
+            call = call.message
+        if isinstance(call, Call) and call.reply_to is not None:
+            child.forwarded.append((time.monotonic(), call))
+        self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
+
+    def _flush_pending(self, child: Child) -> None:
+        while child.pending:
+            payload, hops = child.pending.popleft()
+            self._forward(child, payload, hops)
+
+    def _answer_lost_calls(self, child: Child, info: ExitInfo) -> None:
+        """Tell callers whose calls the killed instance may never have handled.
+
+        A process killed by SIGKILL drops whatever waits in its socket. Calls
+        forwarded to it in the last ``_LOST_WINDOW_SECONDS`` are answered with
+        ``lost`` after ``_LOST_GRACE_SECONDS``, unless they come back as dead
+        letters meanwhile (then they go to the replacement). A caller that
+        already has the real answer ignores this one, because it no longer
+        waits on that reference. An instance that exits any other way hands
+        unhandled messages back itself, so nothing is answered for it.
+        """
+        forwarded, child.forwarded = child.forwarded, deque(maxlen=child.forwarded.maxlen)
+        if info.kind != "killed" or not forwarded:
+            return
+        horizon = time.monotonic() - _LOST_WINDOW_SECONDS
+        calls = [call for sent_at, call in forwarded if sent_at >= horizon]
+        if not calls:
+            return
+        self._next_ref += 1
+        self._lost[self._next_ref] = (f"{self.path}/{child.id}", calls)
+        self.send_after(_LOST_GRACE_SECONDS, ("lost", self._next_ref))
+
+    def _not_lost(self, payload: Any) -> None:
+        call = payload
+        while isinstance(call, Deliver):
+            call = call.message
+        if not isinstance(call, Call):
+            return
+        for _path, calls in self._lost.values():
+            for index, candidate in enumerate(calls):
+                if candidate.ref == call.ref and candidate.reply_to == call.reply_to:
+                    del calls[index]
+                    return
+
+    def _send_lost(self, batch: int) -> None:
+        path, calls = self._lost.pop(batch, ("", []))
+        text = f"{path} was killed; the outcome of this call is unknown"
+        for call in calls:
+            self.send(call.reply_to, Reply(call.ref, error=ErrorInfo("lost", text)))
+
+    def _fail_pending(self, child: Child, why: str) -> None:
+        while child.pending:
+            payload, _hops = child.pending.popleft()
+            self._fail_message(payload, f"child {self.path}/{child.id} is not running: {why}")
+
+    def _fail_message(self, message: Any, text: str) -> None:
+        while isinstance(message, Deliver):
+            message = message.message
+        if isinstance(message, Call) and message.reply_to is not None:
+            self.send(message.reply_to, Reply(message.ref, error=ErrorInfo("not_running", text)))
+        else:
+            logger.warning("supervisor %s dropped %s: %s", self.path, type(message).__name__, text)
