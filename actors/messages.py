@@ -26,6 +26,7 @@ __all__ = [
     "Attempt",
     "AttemptResult",
     "CancelAttempt",
+    "CancelCall",
     "OutcomeReport",
     "BreakerUpdate",
     "StatusUpdate",
@@ -108,6 +109,18 @@ class CancelAttempt:
     """Stop an attempt in flight (deadline reached or caller gone); no result is sent."""
 
     call_id: str
+
+
+@dataclass(frozen=True)
+class CancelCall:
+    """Cancel a call to the router because its caller is gone (one-way, or in a ``Call``).
+
+    ``call_ref`` is the ``ref`` of the ``Call`` that carried the :class:`IntegrationCall`.
+    The router cancels the attempt in flight (``CancelAttempt``) and replies to the call
+    with the error ``cancelled``. In a ``Call`` the reply is the number of calls cancelled.
+    """
+
+    call_ref: Any
 
 
 @dataclass(frozen=True)

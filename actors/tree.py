@@ -23,7 +23,7 @@ from actors.health_actor import HealthCheckerActor
 from actors.names import ROOT
 from actors.provider_actor import ProviderActor
 from actors.router_actor import RouterActor
-from supervisors import ChildSpec, RestartBackoff, SupFlags, Supervisor
+from supervisors import ChildSpec, RestartBackoff, Supervisor, SupFlags
 from tpir.config import Config, Integration, NodeConfig
 
 __all__ = ["root_flags", "root_children", "integration_spec", "ROOT"]
@@ -47,7 +47,9 @@ def integration_spec(integration: Integration, node: NodeConfig) -> ChildSpec:
     name = integration.name
     providers = integration.providers
     children = [
-        _group("breakers", [_worker(p.name, CircuitBreakerActor, name, p, node) for p in providers]),
+        _group(
+            "breakers", [_worker(p.name, CircuitBreakerActor, name, p, node) for p in providers]
+        ),
         _group("providers", [_worker(p.name, ProviderActor, name, p, node) for p in providers]),
         _group("health", [_worker(p.name, HealthCheckerActor, name, p, node) for p in providers]),
         _worker("router", RouterActor, integration, node),
@@ -65,4 +67,3 @@ def root_children(config: Config) -> list[ChildSpec]:
     integrations = [integration_spec(item, config.node) for item in config.integrations]
     flags = SupFlags("one_for_one", intensity=10, period=10)
     return [ChildSpec("integrations", Supervisor, args=(flags, integrations), type="supervisor")]
-

@@ -26,6 +26,7 @@ from typing import TypeVar
 from actors.policy.backoff import Backoff
 
 __all__ = [
+    "NOT_PROCESSED_STATUSES",
     "DEFAULT_RETRYABLE_KINDS",
     "DEFAULT_RETRYABLE_STATUSES",
     "Decision",
@@ -86,6 +87,11 @@ DEFAULT_RETRYABLE_KINDS: frozenset[ErrorKind] = frozenset(
 status code, and `invalid_response` is not retried because a malformed body usually repeats."""
 
 DEFAULT_RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504, 529})
+
+# Answers in which the provider says it did not process the request: 429 Too Many
+# Requests (RFC 6585), 503 Service Unavailable (RFC 9110, section 15.6.4) and
+# Anthropic's 529 overloaded. Resending after them is safe even without idempotency.
+NOT_PROCESSED_STATUSES: frozenset[int] = frozenset({429, 503, 529})
 """Status codes retried by default. 529 is the status of the Anthropic API's overloaded_error."""
 
 
@@ -155,10 +161,14 @@ def is_safe_to_resend(outcome: Outcome, *, idempotent: bool) -> bool:
     """Return whether the request may be sent again, to the same or another provider.
 
     This is False after a cancellation, and for a non-idempotent request after any failure
-    that may have reached the provider. It ignores retryability and retry budgets.
+    that may have reached the provider, except an answer that says the provider did not
+    process the request (`NOT_PROCESSED_STATUSES`). It ignores retryability and retry
+    budgets.
     """
     if outcome.kind is ErrorKind.CANCELLED:
         return False
+    if outcome.kind is ErrorKind.HTTP_STATUS and outcome.status_code in NOT_PROCESSED_STATUSES:
+        return True
     return idempotent or not may_have_reached_provider(outcome.kind)
 
 

@@ -102,9 +102,15 @@ def test_decide_non_idempotent_not_retried_after_read_timeout() -> None:
     assert decision.reason is GiveUpReason.NOT_IDEMPOTENT
 
 
-def test_decide_non_idempotent_not_retried_after_503() -> None:
-    decision = _decide(Outcome.http(503), idempotent=False)
+def test_decide_non_idempotent_not_retried_after_500() -> None:
+    decision = _decide(Outcome.http(500), idempotent=False)
     assert decision.reason is GiveUpReason.NOT_IDEMPOTENT
+
+
+@pytest.mark.parametrize("status", [429, 503, 529])
+def test_decide_non_idempotent_retried_after_unprocessed_status(status: int) -> None:
+    decision = _decide(Outcome.http(status), idempotent=False)
+    assert decision.retry
 
 
 @pytest.mark.parametrize("kind", [ErrorKind.CONNECT_ERROR, ErrorKind.CONNECT_TIMEOUT])
