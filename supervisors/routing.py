@@ -17,7 +17,7 @@ from thespian.actors import DeadEnvelope
 
 from supervisors.actor import reroute
 from supervisors.children import Child, ExitInfo
-from supervisors.messages import Call, Deliver, ErrorInfo, Reply, Routed
+from supervisors.messages import Call, ChildEvent, Deliver, ErrorInfo, Reply, Routed
 from supervisors.procfs import process_running
 
 __all__ = ["RoutingMixin", "KILL_POLL_SECONDS"]
@@ -93,6 +93,10 @@ class RoutingMixin:
                 dead = envelope.deadAddress
                 self._deliver(Deliver(path, target.message, target.hops, dead), None)
                 return
+        if isinstance(message, ChildEvent):
+            # A subscriber that has gone away; events are not worth a warning each.
+            logger.debug("supervisor %s: subscriber of child events is gone", self.path)
+            return
         self._fail_message(message, "the target actor had exited when the message arrived")
 
     def _forward(self, child: Child, payload: Any, hops: int) -> None:
