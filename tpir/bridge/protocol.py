@@ -278,7 +278,7 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType(
             ),
             OperationSpec(
                 "reset_provider",
-                "Clear the failure state (breaker, backoff) of one provider of an integration.",
+                "Return a permanently failed provider of an integration to testing.",
                 (_name_arg("integration", required=True), _name_arg("provider", required=True)),
             ),
             OperationSpec(
