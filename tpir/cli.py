@@ -257,5 +257,15 @@ def restore(
     _print(result, as_json, render_restore)
 
 
+def _add_demo_command() -> None:
+    """Register ``tpir demo``, whose options and code live in `tpir.demo.main`."""
+    from tpir.demo.main import demo_command
+
+    main.add_command(demo_command)
+
+
+_add_demo_command()
+
+
 if __name__ == "__main__":
     main()

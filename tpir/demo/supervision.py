@@ -22,8 +22,8 @@ from supervisors import (
     LogSettings,
     SupervisionError,
     SupervisionSystem,
-    SupFlags,
     Supervisor,
+    SupFlags,
 )
 
 __all__ = ["DemoWorker", "run_supervision_demo"]
