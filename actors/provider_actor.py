@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.adapters import Adapter, create_adapter
-from actors.messages import Attempt, AttemptResult, CancelAttempt, Describe, OutcomeReport
+from actors.messages import (
+    Attempt,
+    AttemptResult,
+    CancelAttempt,
+    Describe,
+    OutcomeReport,
+    StateRequest,
+)
 from actors.names import breaker_path
 from actors.provider.outcomes import (
     breaker_outcome,
@@ -47,12 +54,15 @@ from actors.provider.outcomes import (
 )
 from actors.provider.runner import DEFAULT_MAX_CONNECTIONS, AttemptRunner, Finished
 from actors.provider.stats import AttemptTotals
-from supervisors import NOREPLY, Caller, GenActor
+from supervisors import NOREPLY, Call, Caller, GenActor, Reply
 from tpir.config import NodeConfig, Provider
 
 __all__ = ["CLOSE_TIMEOUT", "ProviderActor", "build_adapter"]
 
 logger = logging.getLogger(__name__)
+
+_LOCATE_BREAKER = ("locate", "breaker")
+_LOCATE_BREAKER_SECONDS = 2.0
 
 CLOSE_TIMEOUT = 0.9
 """Seconds ``terminate`` may spend cancelling attempts, closing the client and stopping the
@@ -118,6 +128,7 @@ class ProviderActor(GenActor):
             raise
         self.runner = runner
         self.watch(runner.fileno())
+        self._locate_breaker()
         logger.info(
             "provider actor %s started: kind %s, base URL %s, max %d connections",
             self.path,
@@ -141,7 +152,27 @@ class ProviderActor(GenActor):
         if isinstance(message, CancelAttempt):
             self._cancel(message.call_id)
             return
+        if isinstance(message, Reply) and message.ref == _LOCATE_BREAKER:
+            if message.error is None:
+                self.learn_address(self.breaker, sender)
+            return
         super().handle_cast(message, sender)
+
+    def handle_timeout(self, payload: Any) -> None:
+        if payload == _LOCATE_BREAKER:
+            self._locate_breaker()
+            return
+        super().handle_timeout(payload)
+
+    def _locate_breaker(self) -> None:
+        """Ask the breaker for its address now and every few seconds.
+
+        Outcome reports then go to it directly. After a breaker restart, reports
+        sent to the old address come back as dead letters and are routed by name
+        until the next answer brings the new address.
+        """
+        self.send_named(self.breaker, Call(_LOCATE_BREAKER, StateRequest(), self.myAddress))
+        self.send_after(_LOCATE_BREAKER_SECONDS, _LOCATE_BREAKER)
 
     def handle_watch(self, ready: list[int]) -> None:
         for finished in self.runner.drain():
@@ -282,4 +313,4 @@ class ProviderActor(GenActor):
 
     def _report(self, outcome: str, duration: float, kind: str | None, status: int | None) -> None:
         report = OutcomeReport(self.provider.name, outcome, duration, kind, status)
-        self.send_named(self.breaker, report)
+        self.send_cached(self.breaker, report)

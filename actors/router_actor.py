@@ -129,6 +129,9 @@ class RouterActor(GenActor):
         self.integration = integration
         self.node = node
         self.root = self.path.split("/")[0]
+        # The provider path of each attempt waiting for its answer, to learn or
+        # forget the provider's address; bounded because some never get one.
+        self._attempt_paths: dict[Any, str] = {}
         self.rng = random.Random()
         self.replica = Replica(rules_for(integration.providers), clock=time.time)
         self.validators = build_validators(integration.providers)
@@ -171,6 +174,7 @@ class RouterActor(GenActor):
 
     def handle_cast(self, message: Any, sender: Any) -> None:
         if isinstance(message, Reply):
+            self._track_address(message, sender)
             self._on_reply(message)
         elif isinstance(message, BreakerUpdate):
             self._on_breaker(message)
@@ -197,6 +201,9 @@ class RouterActor(GenActor):
         if purpose == "deadline":
             self._act(entry, entry.plan.on_deadline())
         elif purpose == "attempt":
+            path = self._attempt_paths.pop(("attempt", call_id, rest[0]), None)
+            if path is not None:
+                self.forget_address(path)
             self._act(entry, entry.plan.on_no_reply(rest[0]))
         elif purpose == "wait":
             self._act(entry, entry.plan.on_wait_elapsed())
@@ -280,7 +287,10 @@ class RouterActor(GenActor):
         )
         ref = ("attempt", call_id, action.attempt_no)
         target = provider_path(self.integration.name, action.provider, root=self.root)
-        self.send_named(target, Call(ref, attempt, self.myAddress))
+        self._attempt_paths[ref] = target
+        if len(self._attempt_paths) > 4096:
+            del self._attempt_paths[next(iter(self._attempt_paths))]
+        self.send_cached(target, Call(ref, attempt, self.myAddress))
         entry.timers["attempt"] = self.send_after(
             action.timeout + ATTEMPT_GRACE, ("attempt", call_id, action.attempt_no)
         )
@@ -336,6 +346,16 @@ class RouterActor(GenActor):
             logger.info("router %s: call %s cancelled by its caller", self.path, entry.plan.call_id)
             self._act(entry, entry.plan.cancel())
         return len(matching)
+
+    def _track_address(self, reply: Reply, sender: Any) -> None:
+        """Learn a provider's address from its answer, or forget it after an error."""
+        path = self._attempt_paths.pop(reply.ref, None)
+        if path is None:
+            return
+        if reply.error is None:
+            self.learn_address(path, sender)
+        else:
+            self.forget_address(path)
 
     def _send_cancel(self, provider: str, call_id: str) -> None:
         target = provider_path(self.integration.name, provider, root=self.root)

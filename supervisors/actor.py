@@ -132,6 +132,7 @@ class GenActor(Actor):  # type: ignore[misc]
         self._watched: list[int] = []
         self._supervised = False
         self.ancestors: tuple[tuple[str, Any], ...] = ()
+        self._addresses: dict[str, Any] = {}
 
     # -- hooks -------------------------------------------------------------
 
@@ -202,6 +203,29 @@ class GenActor(Actor):  # type: ignore[misc]
                 return
         raise ValueError(f"path {path!r} is not below any ancestor of actor {self.path!r}")
 
+    def send_cached(self, path: str, message: Any) -> None:
+        """Send ``message`` to ``path`` directly when its address is known, else by name.
+
+        A direct send skips the supervisors on the way, which matters on hot
+        paths. It stays safe across restarts: a message for an instance that
+        has gone comes back to the root supervisor as a dead letter and is
+        routed again by name, and an actor that gets a message meant for
+        another path (a reused port) rejects it.
+        """
+        address = self._addresses.get(path)
+        if address is None:
+            self.send_named(path, message)
+        else:
+            self.send(address, Routed(path, message))
+
+    def learn_address(self, path: str, address: Any) -> None:
+        """Remember the current address of the actor at ``path`` for ``send_cached``."""
+        self._addresses[path] = address
+
+    def forget_address(self, path: str) -> None:
+        """Drop a remembered address, so the next ``send_cached`` goes by name."""
+        self._addresses.pop(path, None)
+
     def stop(self, reason: str = "normal") -> None:
         """Exit after the current message with ``reason`` (``normal``, ``shutdown`` or other)."""
         kind = reason if reason in ("normal", "shutdown") else "crash"
@@ -250,6 +274,12 @@ class GenActor(Actor):  # type: ignore[misc]
         if isinstance(message, Routed):
             if self._dying:
                 self._bounce(message)
+                return
+            if self.path and message.path != self.path:
+                logger.warning(
+                    "actor %s got a message meant for %s and rejected it", self.path, message.path
+                )
+                self._reject(message.message, sender)
                 return
             message = message.message
         if self._dying:
