@@ -387,7 +387,12 @@ class CallPlan:
                 )
             )
 
-        self._replica.record_failure(name, retry_after=failure.retry_after)
+        # A missing reply is the router's own observation (a killed or overloaded
+        # provider actor), not the provider's answer, so it does not count
+        # towards ejection: counting it let one slow moment eject a healthy
+        # secondary for the whole ejection time.
+        counts = failure.kind != NO_REPLY
+        self._replica.record_failure(name, retry_after=failure.retry_after, counts=counts)
         if not is_safe_to_resend(outcome, idempotent=self.idempotent):
             return self._finish(
                 Finish(

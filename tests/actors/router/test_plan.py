@@ -313,6 +313,14 @@ def test_plan_client_error_does_not_count_towards_ejection(clock: FakeClock) -> 
     assert replica.skip_reason("openai") is None
 
 
+def test_plan_missing_reply_does_not_count_towards_ejection(clock: FakeClock) -> None:
+    replica = _two_providers(clock, consecutive_failures=1)
+    plan = plan_for(replica, clock)
+    first = plan.start()
+    plan.on_no_reply(first.attempt_no)
+    assert replica.skip_reason("openai") is None
+
+
 def test_plan_fails_over_after_non_retryable_provider_failure(clock: FakeClock) -> None:
     replica = _two_providers(clock, max_retries=3)
     plan = plan_for(replica, clock)
