@@ -14,6 +14,9 @@ Strategies, and why (see ``docs/architecture.md`` for the whole picture):
   touches its breaker's state, which lives in another subtree.
 * ``breakers``, ``providers``, ``health`` (one_for_one): one actor per
   provider, independent of its siblings.
+
+The router and the provider actors, which every call passes through, keep a
+standby process so that their restart skips the fork.
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ __all__ = ["root_flags", "root_children", "integration_spec", "ROOT"]
 _WORKER_BACKOFF = RestartBackoff(minimum=0.0, maximum=0.5, jitter=0.2)
 
 
-def _worker(child_id: str, actor: type, *args: object, shutdown: int = 2000) -> ChildSpec:
-    return ChildSpec(child_id, actor, args=args, shutdown=shutdown, backoff=_WORKER_BACKOFF)
+def _worker(
+    child_id: str, actor: type, *args: object, shutdown: int = 2000, standby: bool = False
+) -> ChildSpec:
+    return ChildSpec(
+        child_id, actor, args=args, shutdown=shutdown, backoff=_WORKER_BACKOFF, standby=standby
+    )
 
 
 def _group(child_id: str, children: list[ChildSpec]) -> ChildSpec:
@@ -50,9 +57,12 @@ def integration_spec(integration: Integration, node: NodeConfig) -> ChildSpec:
         _group(
             "breakers", [_worker(p.name, CircuitBreakerActor, name, p, node) for p in providers]
         ),
-        _group("providers", [_worker(p.name, ProviderActor, name, p, node) for p in providers]),
+        _group(
+            "providers",
+            [_worker(p.name, ProviderActor, name, p, node, standby=True) for p in providers],
+        ),
         _group("health", [_worker(p.name, HealthCheckerActor, name, p, node) for p in providers]),
-        _worker("router", RouterActor, integration, node),
+        _worker("router", RouterActor, integration, node, standby=True),
     ]
     flags = SupFlags("rest_for_one", intensity=5, period=10)
     return ChildSpec(name, Supervisor, args=(flags, children), type="supervisor")
