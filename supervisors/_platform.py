@@ -95,6 +95,19 @@ def _patch_child_start() -> None:
 
     multiprocCommon.startChild = start_child
 
+    # thespian's logger process is started with another function; it needs the
+    # same guarantee, or it outlives a killed admin holding the node's pipes.
+    original_start_logger = multiprocCommon.startupASLogger
+
+    def start_logger(*args: Any, **kwargs: Any) -> Any:
+        _set_parent_death_signal()
+        parent = multiprocessing.parent_process()
+        if parent is not None and os.getppid() != parent.pid:
+            os._exit(1)
+        return original_start_logger(*args, **kwargs)
+
+    multiprocCommon.startupASLogger = start_logger
+
 
 def _watch_creator(creator_pid: int) -> None:
     try:

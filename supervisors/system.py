@@ -126,6 +126,7 @@ class SupervisionSystem:
         self.root_pid: int | None = None
         self.root_started_at: float | None = None
         self.admin_pid: int | None = None
+        self.admin_pgid: int | None = None
         self.root_exit: Exiting | None = None
         self._asys: Any = None
         self._refs = itertools.count(1)
@@ -148,6 +149,7 @@ class SupervisionSystem:
             logDefs=_THESPIAN_LOGGING,
         )
         self.admin_pid = self._find_admin_pid()
+        self.admin_pgid = os.getpgid(self.admin_pid)
         return self
 
     def _find_admin_pid(self) -> int:
@@ -226,7 +228,9 @@ class SupervisionSystem:
             except SupervisionError as exc:
                 logger.warning("root supervisor did not stop cleanly: %s", exc)
         try:
-            self._asys.shutdown()
+            if process_running(self.admin_pid):
+                # thespian waits for its admin here, so a dead admin is skipped.
+                self._asys.shutdown()
         finally:
             self._asys = None
             self._kill_leftovers()
@@ -238,10 +242,10 @@ class SupervisionSystem:
         return process_running(self.root_pid)
 
     def _kill_leftovers(self) -> None:
-        if self.admin_pid is None:
+        if self.admin_pgid is None:
             return
         try:
-            os.killpg(os.getpgid(self.admin_pid), signal.SIGKILL)
+            os.killpg(self.admin_pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 

@@ -4,7 +4,9 @@
 admitting, not cooling down, not ejected and within their retry budget for this request. It
 returns primaries first, then secondaries, then fallbacks. Within a role the order is a
 weighted random draw when any provider of that role has a weight, and configuration order
-otherwise.
+otherwise. Providers being tested for recovery come last, in the same role order: they get
+no traffic while a healthy provider can take the call, but a call is not failed while one of
+them could serve it (after a node restart, every provider may resume as testing).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Candidate:
         weight: relative share for weighted order within the role, finite and >= 0, or None.
             In a role where some providers have weights, None counts as 1.0, and weight 0
             puts the provider after all providers with positive weights. Default None.
-        status: the provider's `HealthStatus`. Only healthy providers are selected.
+        status: the provider's `HealthStatus`. Healthy providers are selected first, testing ones as a last resort.
             Default healthy.
         breaker_admits: whether the provider's circuit breaker admits a call. Default True.
         cooling: whether the provider is in a cooldown. Default False.
@@ -86,10 +88,14 @@ class Candidate:
                 f"Candidate.retry_budget must be an int >= 0, got {budget!r} for {self.name!r}"
             )
 
-    def is_available(self, tries: int) -> bool:
-        """Return whether this provider can take the call after `tries` earlier tries."""
+    def is_available(self, tries: int, *, status: HealthStatus = HealthStatus.HEALTHY) -> bool:
+        """Return whether this provider can take the call after `tries` earlier tries.
+
+        ``status`` is the health status the provider must have (healthy, or testing for
+        the last-resort pass).
+        """
         return (
-            self.status is HealthStatus.HEALTHY
+            self.status is status
             and self.breaker_admits
             and not self.cooling
             and not self.ejected
@@ -121,9 +127,16 @@ def order_candidates(
     if skipped:
         logger.debug("selection skipped %d of %d providers", skipped, len(candidates))
 
+    testing = [
+        c for c in candidates if c.is_available(counts.get(c.name, 0), status=HealthStatus.TESTING)
+    ]
+    return _by_role(available, rng) + _by_role(testing, rng)
+
+
+def _by_role(candidates: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
     ordered: list[Candidate] = []
     for role in _ROLE_ORDER:
-        in_role = [c for c in available if c.role is role]
+        in_role = [c for c in candidates if c.role is role]
         if any(c.weight is not None for c in in_role):
             ordered.extend(_weighted_order(in_role, rng))
         else:

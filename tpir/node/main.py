@@ -166,6 +166,15 @@ class _NodeProcess:
             if system.root_exit is not None:
                 logger.error("%s", self._describe_root_exit(system))
                 return EXIT_FAILED
+            if not process_running(system.root_pid):
+                # Killed from outside (SIGKILL, OOM killer): it sent no exit, and
+                # the bridge, which reads the port, died with it.
+                logger.error(
+                    "the root supervisor's process %s is gone without an exit; "
+                    "the node is stopping",
+                    system.root_pid,
+                )
+                return EXIT_FAILED
 
     def _describe_root_exit(self, system: SupervisionSystem) -> str:
         """Return one line saying that the root gave up, and why as far as is known."""

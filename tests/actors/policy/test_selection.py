@@ -36,7 +36,6 @@ def test_selection_keeps_configuration_order_without_weights() -> None:
     "unavailable",
     [
         Candidate("x", status=HealthStatus.FAILED),
-        Candidate("x", status=HealthStatus.TESTING),
         Candidate("x", status=HealthStatus.PERMANENTLY_FAILED),
         Candidate("x", breaker_admits=False),
         Candidate("x", cooling=True),
@@ -45,6 +44,22 @@ def test_selection_keeps_configuration_order_without_weights() -> None:
 )
 def test_selection_skips_unavailable_provider(unavailable: Candidate) -> None:
     assert _names([unavailable, Candidate("y")]) == ["y"]
+
+
+def test_selection_puts_testing_provider_after_healthy_ones() -> None:
+    candidates = [
+        Candidate("x", status=HealthStatus.TESTING),
+        Candidate("y", role=Role.FALLBACK),
+    ]
+    assert _names(candidates) == ["y", "x"]
+
+
+def test_selection_uses_testing_provider_when_none_is_healthy() -> None:
+    candidates = [
+        Candidate("x", status=HealthStatus.TESTING),
+        Candidate("y", status=HealthStatus.FAILED),
+    ]
+    assert _names(candidates) == ["x"]
 
 
 def test_selection_falls_back_when_primaries_unavailable() -> None:

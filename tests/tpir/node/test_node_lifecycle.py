@@ -187,3 +187,22 @@ def test_node_rejects_missing_config_file(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert b"failed to read the file" in done.stderr
+
+
+@pytest.mark.parametrize("victim", ["root", "admin"])
+def test_node_exits_when_root_or_admin_is_killed(fresh_node: NodeUnderTest, victim: str) -> None:
+    tree = fresh_node.request("tree")["result"]
+    fresh_node.refresh_pids()
+    root_pid = tree["pid"]
+    with open(f"/proc/{root_pid}/stat", encoding="ascii") as stat:
+        admin_pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+    os.kill(root_pid if victim == "root" else admin_pid, signal.SIGKILL)
+
+    started = time.monotonic()
+    status = fresh_node.process.wait(timeout=10)
+    elapsed = seconds_until_all_dead(fresh_node, started)
+
+    assert status == 1
+    assert elapsed is not None
+    assert elapsed <= 5.0
+    assert "the root supervisor's process" in fresh_node.stderr_text()
