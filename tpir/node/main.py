@@ -30,6 +30,7 @@ import os
 import signal
 import time
 from collections import deque
+from pathlib import Path
 from types import FrameType
 from typing import Final
 
@@ -113,6 +114,9 @@ class _NodeProcess:
 
     def run(self) -> int:
         node = self._config.node
+        # Created here, before any actor opens the store in it, so that the store
+        # does not create it first with the default mode.
+        Path(node.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         system = SupervisionSystem(
             node.admin_port, log_settings=self._settings, listen_address=node.listen_address
         )
