@@ -42,7 +42,7 @@ from typing import Any
 
 from actors.messages import BreakerUpdate, Describe, OutcomeReport, Restore, StateRequest
 from actors.names import actor_key, health_path, router_path
-from actors.persistence import Checkpointer
+from actors.persistence import Checkpointer, CheckpointFlush
 from actors.policy import BreakerEvent, BreakerSettings, BreakerState, CircuitBreaker
 from supervisors import NOREPLY, Caller, GenActor
 from tpir.config import CircuitBreakerConfig, NodeConfig, Provider, WindowType
@@ -55,7 +55,6 @@ CHECKPOINT_KIND = "breaker"
 """The ``kind`` of the breaker's recovery points, whose actor key is
 ``<integration>/<provider>/breaker``."""
 
-_FLUSH = "breaker-flush-checkpoint"
 _DEADLINE = "breaker-deadline"
 _OUTCOMES = ("success", "failure", "ignored")
 
@@ -77,7 +76,7 @@ def breaker_settings(config: CircuitBreakerConfig) -> BreakerSettings:
     )
 
 
-class CircuitBreakerActor(GenActor):
+class CircuitBreakerActor(CheckpointFlush, GenActor):
     """Circuit breaker of one provider. The module docstring describes its protocol.
 
     ``init(integration, provider, node)`` takes the integration's name, the `Provider`
@@ -131,11 +130,9 @@ class CircuitBreakerActor(GenActor):
         return super().handle_call(body, caller)
 
     def handle_timeout(self, payload: Any) -> None:
-        if payload == _FLUSH:
-            self._flush_timer = None
-            self.checkpointer.flush()
-            self._arm_flush()
-        elif payload == _DEADLINE:
+        if self.flush_due(payload):
+            return
+        if payload == _DEADLINE:
             self._deadline_timer = None
             self._deadline = None
             self._after_change()
@@ -191,7 +188,7 @@ class CircuitBreakerActor(GenActor):
         """Save the state, announce transitions and set the timer for the next deadline."""
         events = self.breaker.drain_events()
         self.checkpointer.save(self.breaker.to_state(), urgent=bool(events))
-        self._arm_flush()
+        self.arm_flush()
         if events:
             self._announce(events)
         self._arm_deadline()
@@ -208,11 +205,6 @@ class CircuitBreakerActor(GenActor):
         update = self._update()
         self.send_named(router_path(self.integration, root=self.root), update)
         self.send_named(health_path(self.integration, self.provider_name, root=self.root), update)
-
-    def _arm_flush(self) -> None:
-        delay = self.checkpointer.flush_delay()
-        if delay is not None and self._flush_timer is None:
-            self._flush_timer = self.send_after(delay, _FLUSH)
 
     def _arm_deadline(self) -> None:
         deadline = self._next_deadline()
@@ -283,7 +275,7 @@ class CircuitBreakerActor(GenActor):
         )
         events = self.breaker.drain_events()
         self.checkpointer.save(self.breaker.to_state(), urgent=True)
-        self._arm_flush()
+        self.arm_flush()
         if events or restored.state is not before:
             self._announce(events)
         self._arm_deadline()

@@ -58,7 +58,7 @@ from actors.messages import (
     StatusUpdate,
 )
 from actors.names import actor_key, router_path
-from actors.persistence import Checkpointer
+from actors.persistence import Checkpointer, CheckpointFlush
 from actors.policy import Backoff, HealthStatus, ProviderStatus, ProviderStatusSettings
 from supervisors import NOREPLY, Caller, GenActor
 from tpir.config import HealthCheckConfig, NodeConfig, Provider, ProviderKind, RecoveryConfig
@@ -83,7 +83,6 @@ UNLIMITED_ATTEMPTS = 1_000_000
 """``max_attempts`` passed to the policy for ``recovery.max_attempts = 0``: its maximum."""
 
 _CHECK = "health-check"
-_FLUSH = "health-flush-checkpoint"
 
 
 def status_settings(health: HealthCheckConfig, recovery: RecoveryConfig) -> ProviderStatusSettings:
@@ -161,7 +160,7 @@ async def run_check(client: httpx.AsyncClient, provider: Provider) -> CheckResul
     )
 
 
-class HealthCheckerActor(GenActor):
+class HealthCheckerActor(CheckpointFlush, GenActor):
     """Health checker of one provider. The module docstring describes its protocol.
 
     ``init(integration, provider, node)`` takes the integration's name, the `Provider`
@@ -224,11 +223,9 @@ class HealthCheckerActor(GenActor):
         return super().handle_call(body, caller)
 
     def handle_timeout(self, payload: Any) -> None:
-        if payload == _FLUSH:
-            self._flush_timer = None
-            self.checkpointer.flush()
-            self._arm_flush()
-        elif payload == _CHECK:
+        if self.flush_due(payload):
+            return
+        if payload == _CHECK:
             self._check_timer = None
             self._run_due_check()
 
@@ -347,15 +344,10 @@ class HealthCheckerActor(GenActor):
                 "at": last.at,
             }
         self.checkpointer.save(self.status.to_state(), urgent=bool(events))
-        self._arm_flush()
+        self.arm_flush()
         if self.status.status is not self.reported:
             self.reported = self.status.status
             self.send_named(router_path(self.integration, root=self.root), self._update())
-
-    def _arm_flush(self) -> None:
-        delay = self.checkpointer.flush_delay()
-        if delay is not None and self._flush_timer is None:
-            self._flush_timer = self.send_after(delay, _FLUSH)
 
     def _reset(self, provider: str, caller: Caller) -> Any:
         if provider != self.provider.name:

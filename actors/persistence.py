@@ -40,7 +40,13 @@ from typing import Any
 from tpir.config import NodeConfig
 from tpir.store import RecoveryStore, StoreError, validate_state
 
-__all__ = ["Checkpointer", "DEFAULT_PRUNE_EVERY", "DEFAULT_BUSY_TIMEOUT"]
+__all__ = [
+    "Checkpointer",
+    "CheckpointFlush",
+    "FLUSH_CHECKPOINT",
+    "DEFAULT_PRUNE_EVERY",
+    "DEFAULT_BUSY_TIMEOUT",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -289,3 +295,31 @@ class Checkpointer:
             self._actor_key,
             exc,
         )
+
+
+FLUSH_CHECKPOINT = "flush-checkpoint"
+"""Timer payload on which `CheckpointFlush` writes the pending state."""
+
+
+class CheckpointFlush:
+    """Mixin for an actor with a ``checkpointer``: writes a pending state when it falls due.
+
+    Call ``arm_flush()`` after every ``save`` that may have left a state pending, and
+    ``flush_due(payload)`` first in ``handle_timeout``; it returns True for its own timer.
+    """
+
+    checkpointer: Checkpointer
+    _flush_timer: int | None = None
+
+    def arm_flush(self) -> None:
+        delay = self.checkpointer.flush_delay()
+        if delay is not None and self._flush_timer is None:
+            self._flush_timer = self.send_after(delay, FLUSH_CHECKPOINT)  # type: ignore[attr-defined]
+
+    def flush_due(self, payload: object) -> bool:
+        if payload != FLUSH_CHECKPOINT:
+            return False
+        self._flush_timer = None
+        self.checkpointer.flush()
+        self.arm_flush()
+        return True

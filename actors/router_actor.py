@@ -72,7 +72,7 @@ from actors.messages import (
     SubscribeEvents,
 )
 from actors.names import actor_key, breaker_path, health_path, provider_path
-from actors.persistence import Checkpointer
+from actors.persistence import Checkpointer, CheckpointFlush
 from actors.router import (
     Action,
     CallPlan,
@@ -103,7 +103,6 @@ provider actor dies or loses a reply."""
 CHECKPOINT_KIND: Final = "integration"
 """The ``kind`` of the router's recovery points, whose actor key is ``<integration>/router``."""
 
-_FLUSH: Final = "router-flush-checkpoint"
 _TOTAL_KEYS: Final = ("calls", "succeeded", "failed", "failovers")
 
 
@@ -117,7 +116,7 @@ class _CallEntry:
     timers: dict[str, int] = field(default_factory=dict)
 
 
-class RouterActor(GenActor):
+class RouterActor(CheckpointFlush, GenActor):
     """The router of one integration; the module docstring describes its protocol.
 
     ``init(integration, node)`` takes the `Integration` (its providers, in configuration
@@ -188,10 +187,7 @@ class RouterActor(GenActor):
             super().handle_cast(message, sender)
 
     def handle_timeout(self, payload: Any) -> None:
-        if payload == _FLUSH:
-            self._flush_timer = None
-            self.checkpointer.flush()
-            self._arm_flush()
+        if self.flush_due(payload):
             return
         purpose, call_id, *rest = payload
         entry = self.calls.get(call_id)
@@ -484,12 +480,7 @@ class RouterActor(GenActor):
             return
         self._dirty = False
         self.checkpointer.save(self._state(), urgent=urgent)
-        self._arm_flush()
-
-    def _arm_flush(self) -> None:
-        delay = self.checkpointer.flush_delay()
-        if delay is not None and self._flush_timer is None:
-            self._flush_timer = self.send_after(delay, _FLUSH)
+        self.arm_flush()
 
     def _restore(self, at: float, caller: Caller) -> Any:
         found = self.checkpointer.load_at(at)
@@ -502,7 +493,7 @@ class RouterActor(GenActor):
             )
             return NOREPLY
         self.checkpointer.save(self._state(), urgent=True)
-        self._arm_flush()
+        self.arm_flush()
         return created_at
 
     def describe(self) -> dict[str, Any]:

@@ -98,7 +98,7 @@ NOREPLY = _Sentinel("NOREPLY")
 
 @dataclass(frozen=True)
 class Caller:
-    """Where the reply to one call goes: the call's reference and the reply address."""
+    """The destination of one call's reply: the call's reference and the reply address."""
 
     ref: Any
     address: Any
@@ -427,7 +427,7 @@ def reroute(name: str, payload: Any, hops: int) -> Deliver:
 
 
 class UnknownRequest(Exception):
-    """A call whose body the actor does not handle; answered, not a crash."""
+    """A call whose body the actor does not handle: it gets an error reply and is not a crash."""
 
     def __init__(self, body: Any) -> None:
         super().__init__(f"unknown request {type(body).__name__}")

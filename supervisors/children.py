@@ -65,7 +65,7 @@ class Child:
 
 @dataclass(frozen=True)
 class ExitInfo:
-    """How a child instance ended: ``kind`` is normal, shutdown, crash or killed."""
+    """The end of one child instance: ``kind`` is normal, shutdown, crash or killed."""
 
     kind: str
     reason: str

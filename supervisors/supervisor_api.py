@@ -20,7 +20,7 @@ _READ_ONLY = (api.WhichChildren, api.CountChildren, api.GetChildSpec, api.Snapsh
 
 
 class ApiMixin:
-    """Answers the supervisor API; requests that change the tree wait for the running operation."""
+    """Supervisor API handling. Requests that change the tree wait for the running operation."""
 
     path: str
     children: list[Child]

@@ -89,7 +89,7 @@ class CallTimeout(SupervisionError):
 
 
 class _AdminProbe(Actor):  # type: ignore[misc]
-    """Answers with its parent's pid, which is the admin's: used to clean up by process group."""
+    """Actor that replies with its parent's pid, the admin's, for cleanup by process group."""
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         if message == "admin pid":
@@ -158,7 +158,8 @@ class SupervisionSystem:
         self._asys.tell(probe, ActorExitRequest())
         if not isinstance(answer, int):
             raise SupervisionError(
-                "start_error", f"actor system did not answer its probe: {answer!r}"
+                "start_error",
+                f"actor system returned {answer!r} to its probe; expected the admin's pid",
             )
         return answer
 

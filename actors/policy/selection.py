@@ -36,7 +36,8 @@ class Candidate:
         weight: relative share for weighted order within the role, finite and >= 0, or None.
             In a role where some providers have weights, None counts as 1.0, and weight 0
             puts the provider after all providers with positive weights. Default None.
-        status: the provider's `HealthStatus`. Healthy providers are selected first, testing ones as a last resort.
+        status: the provider's `HealthStatus`. Healthy providers are selected first and
+            testing ones as a last resort.
             Default healthy.
         breaker_admits: whether the provider's circuit breaker admits a call. Default True.
         cooling: whether the provider is in a cooldown. Default False.

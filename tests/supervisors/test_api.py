@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisors import ChildSpec, SupervisionError, SupFlags, Supervisor
+from supervisors import ChildSpec, SupervisionError, Supervisor, SupFlags
 from tests.supervisors.helpers import child, running_pid
 from tests.supervisors.workers import Echo
 

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from supervisors import ChildSpec, SupFlags, Supervisor
+from supervisors import ChildSpec, Supervisor, SupFlags
 from supervisors.reports import REPORT_CONTEXTS
-from tests.support.processes import group_members, listening_sockets
 from tests.supervisors.helpers import restarted, running_pid
 from tests.supervisors.workers import Echo, FailingStart
+from tests.support.processes import group_members, listening_sockets
 
 pytestmark = pytest.mark.timeout(60)
 
