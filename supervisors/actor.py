@@ -58,6 +58,7 @@ from thespian.actors import (
 )
 
 from supervisors.messages import (
+    Batch,
     Call,
     Deliver,
     ErrorInfo,
@@ -72,6 +73,7 @@ from supervisors.messages import (
     Started,
     StartFailed,
 )
+from supervisors.outbox import Outbox
 from supervisors.reports import configure_logging
 
 __all__ = ["GenActor", "Caller", "IGNORE", "DEFER", "NOREPLY", "exception_reason", "reroute"]
@@ -133,6 +135,7 @@ class GenActor(Actor):  # type: ignore[misc]
         self._supervised = False
         self.ancestors: tuple[tuple[str, Any], ...] = ()
         self._addresses: dict[str, Any] = {}
+        self._outbox: Outbox | None = None
 
     # -- hooks -------------------------------------------------------------
 
@@ -249,11 +252,40 @@ class GenActor(Actor):  # type: ignore[misc]
     # -- thespian boundary -------------------------------------------------
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:  # noqa: N802 - thespian API
+        # What the handlers send goes out when they are done, one message or one Batch
+        # per address (see supervisors.outbox).
+        self._outbox = Outbox(super().send)
+        try:
+            if isinstance(message, Batch):
+                for each in message.messages:
+                    self._receive_one(each, sender)
+            else:
+                self._receive_one(message, sender)
+        finally:
+            outbox, self._outbox = self._outbox, None
+            outbox.flush()
+        return ThespianWatch(list(self._watched)) if self._watched and not self._dying else None
+
+    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian API
+        """Send ``msg`` to ``targetAddr``; inside a handler, when the handler returns.
+
+        thespian's own messages (an exit request, for example) go at once, after
+        everything queued before them, so that the order of sends is kept.
+        """
+        outbox = self._outbox
+        if outbox is None:
+            super().send(targetAddr, msg)
+        elif isinstance(msg, ActorSystemMessage):
+            outbox.flush()
+            super().send(targetAddr, msg)
+        else:
+            outbox.add(targetAddr, msg)
+
+    def _receive_one(self, message: Any, sender: Any) -> None:
         try:
             self._dispatch(message, sender)
         except Exception as exc:  # noqa: BLE001 - every exception is an exit reason
             self._crash(exc, message, sender)
-        return ThespianWatch(list(self._watched)) if self._watched and not self._dying else None
 
     def _dispatch(self, message: Any, sender: Any) -> None:
         if isinstance(message, ActorExitRequest):

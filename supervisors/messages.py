@@ -40,6 +40,7 @@ __all__ = [
     "ChildEvent",
     "ErrorInfo",
     "Kill",
+    "Batch",
 ]
 
 
@@ -202,3 +203,18 @@ class Kill:
     """Ask an actor to exit through its crash path, for tests and chaos drills."""
 
     reason: str = "killed by request"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Several messages from one actor to one address, carried as one thespian message.
+
+    A ``GenActor`` sends what one of its handlers addressed to the same actor as one
+    batch, and its receiver handles the messages one by one in order, as if each had
+    arrived alone. thespian's TCP transport sends one message at a time to each
+    address and waits for its acknowledgement, so a burst of messages to one address
+    otherwise queues for one round trip each.
+    """
+
+    messages: tuple[Any, ...]
+

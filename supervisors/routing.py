@@ -17,7 +17,7 @@ from thespian.actors import DeadEnvelope
 
 from supervisors.actor import reroute
 from supervisors.children import Child, ExitInfo
-from supervisors.messages import Call, ChildEvent, Deliver, ErrorInfo, Reply, Routed
+from supervisors.messages import Batch, Call, ChildEvent, Deliver, ErrorInfo, Reply, Routed
 from supervisors.procfs import process_running
 
 __all__ = ["RoutingMixin", "KILL_POLL_SECONDS"]
@@ -85,6 +85,10 @@ class RoutingMixin:
     def _dead_letter(self, envelope: DeadEnvelope) -> None:
         """Route again a message that reached an actor after its process was gone."""
         message = envelope.deadMessage
+        if isinstance(message, Batch):
+            for each in message.messages:
+                self._dead_letter(DeadEnvelope(envelope.deadAddress, each))
+            return
         if isinstance(message, Routed):
             parts = message.path.split("/")
             if parts[0] == self.name and len(parts) > 1:

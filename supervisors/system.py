@@ -36,6 +36,7 @@ from thespian.actors import Actor, ActorExitRequest, ActorSystem
 
 from supervisors import _platform, api
 from supervisors.messages import (
+    Batch,
     Call,
     ChildEvent,
     Deliver,
@@ -132,6 +133,8 @@ class SupervisionSystem:
         self._refs = itertools.count(1)
         self._events: deque[ChildEvent] = deque()
         self._stray: deque[Any] = deque(maxlen=1000)
+        # The rest of a Batch whose first message `_listen` has returned.
+        self._unbatched: deque[Any] = deque()
 
     # -- lifetime -------------------------------------------------------------
 
@@ -253,10 +256,16 @@ class SupervisionSystem:
     # -- messaging ---------------------------------------------------------------
 
     def _listen(self, deadline: float) -> Any:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        message = self._asys.listen(remaining)
+        if self._unbatched:
+            message = self._unbatched.popleft()
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            message = self._asys.listen(remaining)
+            if isinstance(message, Batch):
+                self._unbatched.extend(message.messages)
+                message = self._unbatched.popleft() if self._unbatched else None
         if isinstance(message, Exiting) and self.root_pid is not None:
             self.root_exit = message
         return message

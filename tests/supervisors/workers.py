@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisors import IGNORE, Caller, GenActor
+from supervisors import IGNORE, NOREPLY, Call, Caller, GenActor, Reply
+from supervisors.messages import Batch
 
 
 class Echo(GenActor):
@@ -76,3 +77,47 @@ class IgnoreAfterFirst(GenActor):
         if body == ("crash",):
             raise RuntimeError("asked to crash")
         return os.getpid()
+
+
+class FanOut(GenActor):
+    """Sends several calls to one actor from one handler and collects the replies.
+
+    ``("fan_out", path, bodies)`` sends one call per body to the actor at ``path`` by
+    name, all from the same handler. Its reply lists what each call returned, in the
+    order of ``bodies``: a value, or ``("error", code)``. ``("batches",)`` replies with
+    the number of `Batch` messages this actor has received.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+        self.pending: dict[int, tuple[Caller, list[Any], int]] = {}
+        self.next_id = 0
+
+    def receiveMessage(self, message: Any, sender: Any) -> Any:  # noqa: N802 - thespian API
+        if isinstance(message, Batch):
+            self.batches += 1
+        return super().receiveMessage(message, sender)
+
+    def handle_call(self, body: Any, caller: Caller) -> Any:
+        if body[0] == "batches":
+            return self.batches
+        _, path, bodies = body
+        self.next_id += 1
+        self.pending[self.next_id] = (caller, [None] * len(bodies), len(bodies))
+        for index, each in enumerate(bodies):
+            self.send_named(path, Call((self.next_id, index), each, self.myAddress))
+        return NOREPLY
+
+    def handle_cast(self, message: Any, sender: Any) -> None:
+        if not isinstance(message, Reply):
+            super().handle_cast(message, sender)
+            return
+        fan_id, index = message.ref
+        caller, answers, missing = self.pending[fan_id]
+        answers[index] = message.value if message.error is None else ("error", message.error.code)
+        if missing == 1:
+            del self.pending[fan_id]
+            self.reply(caller, answers)
+        else:
+            self.pending[fan_id] = (caller, answers, missing - 1)

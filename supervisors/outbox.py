@@ -1,0 +1,60 @@
+"""``Outbox``: the messages one handler of an actor sends, grouped by address.
+
+thespian's TCP transport delivers messages to one address one at a time, each after
+the acknowledgement of the one before, so ten messages to one actor cost ten round
+trips. An actor that collects what one handler sends and flushes it when the handler
+returns sends those ten as one :class:`~supervisors.messages.Batch` instead. Messages
+keep their order per address. A flush sends a single message as itself, so an actor
+that sends one message per handler sends exactly what it did before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from supervisors.messages import Batch
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """Messages waiting to be sent, in order per address.
+
+    ``send`` is the function that really sends, thespian's ``Actor.send``. thespian's
+    addresses are not hashable, so the groups are kept in a list and found by
+    equality; one handler addresses only a few actors.
+    """
+
+    def __init__(self, send: Callable[[Any, Any], None]) -> None:
+        self._send = send
+        self._groups: list[tuple[Any, list[Any]]] = []
+
+    def __len__(self) -> int:
+        return sum(len(messages) for _, messages in self._groups)
+
+    def add(self, address: Any, message: Any) -> None:
+        """Queue ``message`` for ``address`` behind the messages already queued for it."""
+        for queued_address, messages in self._groups:
+            if queued_address == address:
+                messages.append(message)
+                return
+        self._groups.append((address, [message]))
+
+    def flush(self) -> None:
+        """Send every queued message: one per address, a ``Batch`` where there are several.
+
+        A send that raises (thespian rejects an invalid address) does not keep the
+        other addresses from getting theirs: the first error is raised after all sends.
+        The queue is empty afterwards.
+        """
+        groups, self._groups = self._groups, []
+        error: Exception | None = None
+        for address, messages in groups:
+            message = messages[0] if len(messages) == 1 else Batch(tuple(messages))
+            try:
+                self._send(address, message)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the other sends
+                error = error or exc
+        if error is not None:
+            raise error
