@@ -148,6 +148,7 @@ class RouterActor(CheckpointFlush, GenActor):
         if saved is not None:
             self._load(saved)
         self._request_states()
+        self._locate_providers()
         logger.info(
             "router %s started with providers %s",
             self.path,
@@ -367,6 +368,8 @@ class RouterActor(CheckpointFlush, GenActor):
         if ref[0] == "state":
             self._on_state_reply(ref, reply)
             return
+        if ref[0] == "locate":
+            return  # `_track_address` has learned the provider's address
         if ref[0] != "attempt" or len(ref) != 3:
             logger.warning("router %s ignored a reply with unknown reference %r", self.path, ref)
             return
@@ -434,6 +437,19 @@ class RouterActor(CheckpointFlush, GenActor):
                 self.send_named(
                     path, Call(("state", kind, provider.name), StateRequest(), self.myAddress)
                 )
+
+    def _locate_providers(self) -> None:
+        """Learn every provider actor's address now, not at its first attempt.
+
+        A provider that has served no call yet (a secondary, before the first
+        failover) would otherwise get its first attempts by name through two
+        supervisors, just when the primary has started failing.
+        """
+        for provider in self.integration.providers:
+            path = provider_path(self.integration.name, provider.name, root=self.root)
+            ref = ("locate", path)
+            self._attempt_paths[ref] = path
+            self.send_named(path, Call(ref, Describe(), self.myAddress))
 
     # -- events ----------------------------------------------------------------------------
 

@@ -86,6 +86,21 @@ def build_client(max_connections: int, max_keepalive_connections: int) -> httpx.
     )
 
 
+def load_async_backend() -> None:
+    """Load the async backend that httpcore uses, from a coroutine on the loop thread.
+
+    httpcore creates its first ``anyio.Event`` at a client's first request, and anyio
+    imports its asyncio backend then: about 20 ms on this kind of machine. Paid at the
+    first request, it lands on the first calls a secondary gets, when its primary has
+    just failed. Paid here, it lands on the actor's start.
+    """
+    try:
+        import anyio
+    except ImportError:  # httpcore then uses asyncio's own primitives
+        return
+    anyio.Event()
+
+
 class AttemptRunner:
     """Runs attempts through ``adapter`` on a private loop thread.
 
@@ -135,6 +150,7 @@ class AttemptRunner:
 
     async def _open_client(self) -> httpx.AsyncClient:
         # Built on the loop thread so that anything the client binds to a loop is this one.
+        load_async_backend()
         return build_client(self.max_connections, self.max_keepalive_connections)
 
     def submit(
