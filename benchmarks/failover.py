@@ -1,4 +1,4 @@
-"""Failover from a failing primary under steady load: TPIR's router against pybreaker.
+"""Failover from a failing primary under steady load: a TPIR node against pybreaker.
 
 Run: ``python -m benchmarks.failover [--rate 50] [--healthy 2] [--outage 4]``.
 
@@ -9,18 +9,18 @@ primary (``503``: every request gets status 503; ``refused``: the listener is cl
 per second: ``--healthy`` seconds with both providers healthy, then ``--outage``
 seconds with the primary failing. Then the senders stop and wait for the last replies.
 
-Two implementations run on the same simulators, one after the other:
+Three implementations run on the same simulators, one after the other:
 
-- TPIR: the integration tree of `actors.tree` in a `SupervisionSystem` of this process,
-  fresh for each mode (its own data folder, so no breaker state carries over). One
-  thespian client sends the calls with ``send_to`` and collects the replies. Each call
-  carries its own idempotency key, which a chat request needs before the router sends
-  it again after a failure that may have reached the provider.
-- pybreaker, the baseline: the caller-side failover a user would write, a
-  ``CircuitBreaker(fail_max=5)`` around "POST to the primary with httpx", and on any
-  error or an open breaker "POST to the secondary". A thread pool runs the calls.
+- TPIR: a ``tpir run`` node started by this script, fresh for each mode (its own data
+  folder, so no breaker state carries over), spoken to as erlmcp does: length-prefixed
+  MessagePack frames on its stdin and stdout, pipelined by request id
+  (`benchmarks.node_process.NodeProcess`). Each call carries its own idempotency key.
+- two pybreaker baselines, the caller-side failover a user would write without TPIR
+  (`benchmarks.caller_failover`): a ``CircuitBreaker(fail_max=5)`` around "POST to the
+  primary with httpx", and "POST to the secondary" either only when the breaker is open
+  or on any error as well. A thread pool runs the calls.
 
-Both use the same per-try timeout (``--per-try``) and open the breaker after 5 failures
+All use the same per-try timeout (``--per-try``) and open the breaker after 5 failures
 in a row. The breaker stays open for 30 s, longer than the outage (at most 25 s), so no
 probe call reaches the primary during the measurement.
 
@@ -37,353 +37,139 @@ Figures per mode and implementation:
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import statistics
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
-
+from benchmarks.caller_failover import FALLBACK_RULES, run_pybreaker
 from benchmarks.common import machine
-from benchmarks.overhead import (
-    ANTHROPIC_MODEL,
+from benchmarks.node_process import NodeProcess
+from benchmarks.outage import (
+    CALL_TIMEOUT_SECONDS,
+    DRAIN_SECONDS,
+    FAILURE_THRESHOLD,
+    HANG_SLACK_SECONDS,
+    MODES,
+    OPEN_SECONDS,
+    CallRecord,
+    ModeResult,
+    Schedule,
+    heal,
+    inject,
+)
+from benchmarks.processes import load_average
+from benchmarks.simulators import (
     CHAT_REQUEST,
-    IntegrationTree,
+    INTEGRATION,
     SimulatorProcess,
     config_text,
-    direct_body,
-    load_average,
     simulator_pair,
 )
 
-__all__ = ["MODES", "CallRecord", "ModeResult", "run_pybreaker", "run_tpir"]
+__all__ = ["TPIR_NAME", "run_tpir"]
 
-MODES: Final = ("503", "refused", "hang")
-FAILURE_THRESHOLD: Final = 5
-OPEN_SECONDS: Final = 30.0
-HANG_SLACK_SECONDS: Final = 0.05
-"""Seconds a hanging primary may add beyond the per-try timeout (the target)."""
-
-_CALL_TIMEOUT_SECONDS: Final = 5.0
-_DRAIN_SECONDS: Final = 10.0
-_POOL_THREADS: Final = 128
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One call: its send time in seconds from the fault (negative before it), its
-    latency in seconds, whether it tried the primary, its error or None, and its
-    attempts as the router listed them (empty for pybreaker)."""
-
-    sent_at: float
-    latency: float
-    tried_primary: bool
-    error: str | None
-    attempts: str = ""
-
-
-@dataclass(frozen=True)
-class ModeResult:
-    """The calls of one implementation in one failure mode."""
-
-    implementation: str
-    mode: str
-    calls: tuple[CallRecord, ...]
-
-    @property
-    def failed(self) -> list[CallRecord]:
-        return [call for call in self.calls if call.error is not None]
-
-    @property
-    def healthy_p50(self) -> float:
-        return statistics.median(call.latency for call in self.calls if call.sent_at < 0)
-
-    @property
-    def outage_p50(self) -> float:
-        return statistics.median(call.latency for call in self.calls if call.sent_at >= 0)
-
-    @property
-    def outage_max(self) -> float:
-        return max(call.latency for call in self.calls if call.sent_at >= 0)
-
-    @property
-    def max_added(self) -> float:
-        return self.outage_max - self.healthy_p50
-
-    @property
-    def slowest(self) -> CallRecord:
-        """The call sent during the outage with the highest latency."""
-        return max((call for call in self.calls if call.sent_at >= 0), key=_latency)
-
-    @property
-    def primary_tries(self) -> int:
-        """Calls sent after the fault that tried the primary."""
-        return sum(1 for call in self.calls if call.sent_at >= 0 and call.tried_primary)
-
-    @property
-    def switch_time(self) -> float | None:
-        """Seconds from the fault to the first call after which no call tried the primary.
-
-        None when the last call sent still tried the primary.
-        """
-        after = sorted((call for call in self.calls if call.sent_at >= 0), key=_sent)
-        last_try = max((i for i, call in enumerate(after) if call.tried_primary), default=-1)
-        if last_try + 1 >= len(after):
-            return None
-        return after[last_try + 1].sent_at
-
-
-def _sent(call: CallRecord) -> float:
-    return call.sent_at
-
-
-def _latency(call: CallRecord) -> float:
-    return call.latency
-
-
-# -- faults --------------------------------------------------------------------------------
-
-
-def inject(primary: SimulatorProcess, mode: str, outage: float) -> None:
-    """Make the primary fail in ``mode`` from now on."""
-    if mode == "503":
-        primary.control(mode=503)
-    elif mode == "hang":
-        primary.control(mode="hang")
-    else:
-        # The control endpoint closes with the listener, so the refusal ends by itself.
-        primary.control(mode="refuse", duration=outage)
-
-
-def heal(primary: SimulatorProcess, secondary: SimulatorProcess, outage: float) -> None:
-    """Return both simulators to normal behavior and zero counts.
-
-    A refusing primary is unreachable until its refusal ends, so this retries for up to
-    ``outage`` plus 5 seconds.
-    """
-    deadline = time.monotonic() + outage + 5.0
-    while True:
-        try:
-            primary.control(reset=True)
-            break
-        except httpx.TransportError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
-    secondary.control(reset=True)
-
-
-@dataclass(frozen=True)
-class _Schedule:
-    """Open-loop send times: ``total`` calls at ``rate`` per second, the fault before
-    call number ``fault_index``."""
-
-    rate: float
-    total: int
-    fault_index: int
-
-    @classmethod
-    def of(cls, rate: float, healthy: float, outage: float) -> _Schedule:
-        return cls(rate, round(rate * (healthy + outage)), round(rate * healthy))
-
-    def due(self, start: float, index: int) -> float:
-        return start + index / self.rate
+TPIR_NAME: Final = "TPIR node, port"
 
 
 # -- TPIR ----------------------------------------------------------------------------------
 
 
-def _tpir_record(value: Any, error: Any, latency: float, sent_at: float) -> CallRecord:
-    if error is None:
-        attempts = value.get("attempts", [])
-        message = None
+def _tpir_record(message: dict[str, Any], latency: float, sent_at: float) -> CallRecord:
+    if message.get("ok") is True:
+        result = message.get("result") or {}
+        attempts = result.get("attempts", [])
+        error = None
     else:
-        details = error.details if isinstance(error.details, dict) else {}
-        attempts = details.get("attempts", [])
-        message = f"{error.code}: {error.message}"
+        failure = message.get("error") or {}
+        details = failure.get("details")
+        attempts = details.get("attempts", []) if isinstance(details, dict) else []
+        error = f"{failure.get('code')}: {failure.get('message')}"
     tried = any(attempt.get("provider") == "openai" for attempt in attempts)
     listed = ", ".join(
         f"{attempt.get('provider')} {attempt.get('outcome')} in "
         f"{(attempt.get('duration') or 0.0) * 1000:.0f} ms"
         for attempt in attempts
     )
-    return CallRecord(sent_at, latency, tried, message, listed)
+    return CallRecord(sent_at, latency, tried, error, listed)
 
 
 def run_tpir(
     primary: SimulatorProcess,
     secondary: SimulatorProcess,
     mode: str,
-    schedule: _Schedule,
+    schedule: Schedule,
     per_try: float,
     outage: float,
     folder: Path,
 ) -> ModeResult:
-    """Run one mode against a fresh integration tree; see the module docstring."""
-    config = config_text(
-        folder / "data",
-        primary.api_url,
-        secondary.api_url,
-        per_try=per_try,
-        call_timeout=_CALL_TIMEOUT_SECONDS,
-        failure_threshold=FAILURE_THRESHOLD,
-        open_duration=OPEN_SECONDS,
+    """Run one mode against a fresh ``tpir run`` node; see the module docstring."""
+    config_path = folder / "node.toml"
+    config_path.write_text(
+        config_text(
+            folder / "data",
+            primary.api_url,
+            secondary.api_url,
+            per_try=per_try,
+            call_timeout=CALL_TIMEOUT_SECONDS,
+            failure_threshold=FAILURE_THRESHOLD,
+            open_duration=OPEN_SECONDS,
+        ),
+        encoding="utf-8",
     )
-    answered: list[tuple[float, float, Any, Any]] = []
-    with IntegrationTree(config, folder / "actors.log") as tree:
+    lock = threading.Lock()
+    all_answered = threading.Event()
+    sent_at: dict[Any, float] = {}
+    answered: list[tuple[float, float, dict[str, Any]]] = []
+    sending = True
+
+    def on_reply(message: dict[str, Any], received_at: float) -> None:
+        with lock:
+            sent = sent_at.pop(message.get("id"), None)
+            if sent is not None:
+                answered.append((sent, received_at - sent, message))
+            if not sending and not sent_at:
+                all_answered.set()
+
+    node = NodeProcess(config_path, folder / "node.stderr")
+    try:
+        node.wait_ready()
         for _ in range(5):
-            tree.call()  # warms up the actor processes and the primary's connections
-        pending: dict[Any, float] = {}
+            node.request("call", integration=INTEGRATION, request=CHAT_REQUEST)
+        node.on_reply = on_reply
         fault_at: float | None = None
         start = time.monotonic() + 0.05
-        index = 0
-        drain_until = float("inf")
-        while index < schedule.total or pending:
-            if index < schedule.total and time.monotonic() >= schedule.due(start, index):
-                if index == schedule.fault_index:
-                    inject(primary, mode, outage)
-                    fault_at = time.monotonic()
-                pending[tree.send()] = time.monotonic()
-                index += 1
-                if index == schedule.total:
-                    drain_until = time.monotonic() + _DRAIN_SECONDS
-                continue
-            until = schedule.due(start, index) if index < schedule.total else drain_until
-            reply = tree.receive(until)
-            if reply is None:
-                if index >= schedule.total:
-                    break
-                continue
-            sent = pending.pop(reply.ref, None)
-            if sent is not None:
-                answered.append((sent, reply.received_at - sent, reply.value, reply.error))
+        for index in range(schedule.total):
+            delay = schedule.due(start, index) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if index == schedule.fault_index:
+                inject(primary, mode, outage)
+                fault_at = time.monotonic()
+            with lock:
+                sent_at[node.send_call()] = time.monotonic()
+        with lock:
+            sending = False
+            if not sent_at:
+                all_answered.set()
+        all_answered.wait(DRAIN_SECONDS)
+    finally:
+        node.on_reply = None
+        node.stop()
     heal(primary, secondary, outage)
 
     assert fault_at is not None
     records = [
-        _tpir_record(value, error, latency, sent - fault_at)
-        for sent, latency, value, error in answered
+        _tpir_record(message, latency, sent - fault_at) for sent, latency, message in answered
     ]
-    lost = f"no reply within {_DRAIN_SECONDS:g} s after the last call was sent"
-    records += [
-        CallRecord(sent - fault_at, _DRAIN_SECONDS, True, lost) for sent in pending.values()
-    ]
-    return ModeResult("TPIR router", mode, tuple(records))
-
-
-# -- pybreaker ------------------------------------------------------------------------------
-
-
-class _CallerSideFailover:
-    """Caller-side failover: the primary through a pybreaker breaker, else the secondary.
-
-    pybreaker 1.4.1's ``CircuitBreaker.call`` holds the breaker's lock while the wrapped
-    function runs, so concurrent calls reach the primary one at a time.
-    """
-
-    def __init__(self, primary: SimulatorProcess, secondary: SimulatorProcess, per_try: float):
-        import pybreaker
-
-        self._pybreaker = pybreaker
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=FAILURE_THRESHOLD, reset_timeout=OPEN_SECONDS
-        )
-        limits = httpx.Limits(max_connections=_POOL_THREADS, max_keepalive_connections=64)
-        self.primary = httpx.Client(timeout=per_try, limits=limits, trust_env=False)
-        self.secondary = httpx.Client(timeout=per_try, limits=limits, trust_env=False)
-        self.primary_url = primary.api_url + "/chat/completions"
-        self.secondary_url = secondary.api_url + "/messages"
-        self.primary_body = json.dumps(direct_body()).encode()
-        self.secondary_body = json.dumps(
-            {"model": ANTHROPIC_MODEL, "max_tokens": 1024, "messages": CHAT_REQUEST["messages"]}
-        ).encode()
-
-    def close(self) -> None:
-        self.primary.close()
-        self.secondary.close()
-
-    def call(self) -> tuple[bool, str | None]:
-        """Make one call; return whether it tried the primary, and its error or None."""
-        tried = False
-
-        def on_primary() -> Any:
-            nonlocal tried
-            tried = True
-            response = self.primary.post(
-                self.primary_url,
-                content=self.primary_body,
-                headers={"Content-Type": "application/json"},
-            )
-            response.raise_for_status()
-            return response.json()
-
-        try:
-            self.breaker.call(on_primary)
-            return tried, None
-        except (self._pybreaker.CircuitBreakerError, httpx.HTTPError, ValueError):
-            pass
-        try:
-            response = self.secondary.post(
-                self.secondary_url,
-                content=self.secondary_body,
-                headers={"Content-Type": "application/json", "anthropic-version": "2023-06-01"},
-            )
-            response.raise_for_status()
-            response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            return tried, f"{type(exc).__name__}: {exc}"
-        return tried, None
-
-
-def run_pybreaker(
-    primary: SimulatorProcess,
-    secondary: SimulatorProcess,
-    mode: str,
-    schedule: _Schedule,
-    per_try: float,
-    outage: float,
-) -> ModeResult:
-    """Run one mode with the caller-side failover; see the module docstring."""
-    failover = _CallerSideFailover(primary, secondary, per_try)
-    results: list[tuple[float, float, bool, str | None]] = []
-    lock = threading.Lock()
-
-    def one_call() -> None:
-        sent = time.monotonic()
-        tried, error = failover.call()
-        finished = time.monotonic()
-        with lock:
-            results.append((sent, finished - sent, tried, error))
-
-    try:
-        for _ in range(5):
-            failover.call()
-        fault_at: float | None = None
-        with ThreadPoolExecutor(max_workers=_POOL_THREADS) as pool:
-            start = time.monotonic() + 0.05
-            for index in range(schedule.total):
-                delay = schedule.due(start, index) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                if index == schedule.fault_index:
-                    inject(primary, mode, outage)
-                    fault_at = time.monotonic()
-                pool.submit(one_call)
-    finally:
-        failover.close()
-    assert fault_at is not None
-    records = tuple(
-        CallRecord(sent - fault_at, latency, tried, error)
-        for sent, latency, tried, error in results
-    )
-    heal(primary, secondary, outage)
-    return ModeResult("pybreaker + httpx", mode, records)
+    lost = f"no reply within {DRAIN_SECONDS:g} s after the last call was sent"
+    with lock:
+        records += [
+            CallRecord(sent - fault_at, DRAIN_SECONDS, True, lost) for sent in sent_at.values()
+        ]
+    return ModeResult(TPIR_NAME, mode, tuple(records))
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -468,7 +254,7 @@ def main() -> None:
     else:
         pybreaker_missing = False
 
-    schedule = _Schedule.of(args.rate, args.healthy, args.outage)
+    schedule = Schedule.of(args.rate, args.healthy, args.outage)
     load_before = load_average()
     results: list[ModeResult] = []
     with tempfile.TemporaryDirectory(prefix="tpir-bench-") as folder_name:
@@ -483,9 +269,18 @@ def main() -> None:
                     )
                 )
                 if not pybreaker_missing:
-                    results.append(
-                        run_pybreaker(primary, secondary, mode, schedule, args.per_try, args.outage)
-                    )
+                    for fallback in FALLBACK_RULES:
+                        results.append(
+                            run_pybreaker(
+                                primary,
+                                secondary,
+                                mode,
+                                schedule,
+                                args.per_try,
+                                args.outage,
+                                fallback,
+                            )
+                        )
 
     print(f"machine: {machine()}")
     print(f"load average before: {load_before}; after: {load_average()}")
@@ -504,7 +299,7 @@ def main() -> None:
         print(_row(result, args.per_try))
     print("slowest call of each TPIR run during the outage, with its attempts:")
     for result in results:
-        if result.implementation == "TPIR router":
+        if result.implementation == TPIR_NAME:
             slowest = result.slowest
             print(
                 f"- {result.mode}: sent {slowest.sent_at:+.3f} s after the fault, "
