@@ -191,6 +191,27 @@ def _row(result: ModeResult, per_try: float) -> str:
     )
 
 
+def _comparisons(results: list[ModeResult]) -> list[str]:
+    """Return one line per mode and baseline: failed calls and max added latency side by side."""
+    tpir = {result.mode: result for result in results if result.implementation == TPIR_NAME}
+    lines = []
+    for result in results:
+        ours = tpir.get(result.mode)
+        if result.implementation == TPIR_NAME or ours is None:
+            continue
+        fewer = len(ours.failed) < len(result.failed)
+        same = len(ours.failed) == len(result.failed)
+        failed_verdict = "fewer" if fewer else "as many" if same else "more"
+        faster = ours.max_added < result.max_added
+        lines.append(
+            f"- {result.mode}, {result.implementation}: failed calls {len(ours.failed)} "
+            f"against {len(result.failed)} ({failed_verdict}); max added "
+            f"{ours.max_added * 1000:.1f} ms against {result.max_added * 1000:.1f} ms "
+            f"({'lower' if faster else 'higher'})"
+        )
+    return lines
+
+
 def _error_form(error: str | None) -> str:
     # Errors of one kind differ only in their durations and times, so numbers are
     # replaced to group them.
@@ -305,6 +326,11 @@ def main() -> None:
                 f"- {result.mode}: sent {slowest.sent_at:+.3f} s after the fault, "
                 f"{slowest.latency * 1000:.0f} ms: {slowest.attempts or 'no attempts'}"
             )
+    comparisons = _comparisons(results)
+    if comparisons:
+        print("TPIR against each baseline, per mode:")
+        for line in comparisons:
+            print(line)
     failures = [line for result in results for line in _failures(result)]
     print("failed calls:" if failures else "failed calls: none")
     for line in failures:
