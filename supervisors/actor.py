@@ -75,6 +75,7 @@ from supervisors.messages import (
 )
 from supervisors.outbox import Outbox
 from supervisors.reports import configure_logging
+from supervisors.timers import TimerQueue
 
 __all__ = ["GenActor", "Caller", "IGNORE", "DEFER", "NOREPLY", "exception_reason", "reroute"]
 
@@ -107,8 +108,10 @@ class Caller:
 
 
 @dataclass(frozen=True)
-class _Timer:
-    token: int
+class _Tick:
+    """The payload of a thespian wakeup that `TimerQueue` requested for ``at``."""
+
+    at: float
 
 
 def exception_reason(exc: BaseException) -> str:
@@ -129,8 +132,7 @@ class GenActor(Actor):  # type: ignore[misc]
         self._dying = False
         self._exit_requested = False
         self._init_caller: Any = None
-        self._timers: dict[int, Any] = {}
-        self._next_timer = 0
+        self._timers = TimerQueue()
         self._watched: list[int] = []
         self._supervised = False
         self.ancestors: tuple[tuple[str, Any], ...] = ()
@@ -169,16 +171,19 @@ class GenActor(Actor):  # type: ignore[misc]
 
     def send_after(self, seconds: float, payload: Any) -> int:
         """Deliver ``payload`` to ``handle_timeout`` after ``seconds``; return a timer token."""
-        self._next_timer += 1
-        token = self._next_timer
-        self._timers[token] = payload
-        self.wakeupAfter(timedelta(seconds=max(seconds, 0.0)), _Timer(token))
+        now = time.monotonic()
+        token, wakeup = self._timers.add(now + max(seconds, 0.0), payload)
+        if wakeup is not None:
+            self._request_tick(wakeup, now)
         return token
 
     def cancel_timer(self, token: int | None) -> None:
-        """Cancel a timer; thespian cannot cancel wakeups, so its wakeup is dropped on arrival."""
+        """Cancel a timer set with ``send_after``, so that its payload is never delivered."""
         if token is not None:
-            self._timers.pop(token, None)
+            self._timers.cancel(token)
+
+    def _request_tick(self, at: float, now: float) -> None:
+        self.wakeupAfter(timedelta(seconds=max(0.0, at - now)), _Tick(at))
 
     def watch(self, fd: int) -> None:
         """Call ``handle_watch`` whenever ``fd`` is readable."""
@@ -323,9 +328,13 @@ class GenActor(Actor):  # type: ignore[misc]
             self._handle_call_message(message, sender)
         elif isinstance(message, WakeupMessage):
             payload = message.payload
-            if isinstance(payload, _Timer):
-                if payload.token in self._timers:
-                    self.handle_timeout(self._timers.pop(payload.token))
+            if isinstance(payload, _Tick):
+                now = time.monotonic()
+                due, wakeup = self._timers.on_wakeup(payload.at, now)
+                if wakeup is not None:
+                    self._request_tick(wakeup, now)
+                for each in due:
+                    self.handle_timeout(each)
             else:
                 self.handle_timeout(payload)
         elif isinstance(message, WatchMessage):

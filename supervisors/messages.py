@@ -217,4 +217,3 @@ class Batch:
     """
 
     messages: tuple[Any, ...]
-
