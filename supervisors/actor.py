@@ -48,6 +48,7 @@ from typing import Any
 
 from thespian.actors import (
     Actor,
+    ActorAddress,
     ActorExitRequest,
     ActorSystemMessage,
     ChildActorExited,
@@ -93,6 +94,10 @@ class _Sentinel:
 # Seconds an exiting actor waits for its supervisor's ExitAck before it exits anyway.
 _ACK_WAIT = 2.0
 _ACK_TIMEOUT = "tpir-exit-ack-timeout"
+
+# Seconds a batch's handlers may hold their sends before they go out in the middle of
+# the batch. This bounds the delay a batch adds to the replies of its first messages.
+_BATCH_FLUSH_SECONDS = 0.005
 
 IGNORE = _Sentinel("IGNORE")
 DEFER = _Sentinel("DEFER")
@@ -258,18 +263,41 @@ class GenActor(Actor):  # type: ignore[misc]
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:  # noqa: N802 - thespian API
         # What the handlers send goes out when they are done, one message or one Batch
-        # per address (see supervisors.outbox).
-        self._outbox = Outbox(super().send)
+        # per address (see supervisors.outbox). A supervisor that delivers a message to
+        # itself calls this method from inside a handler; that inner call sends
+        # through the outer call's outbox.
+        outer = self._outbox is None
+        if outer:
+            self._outbox = Outbox(super().send)
         try:
             if isinstance(message, Batch):
+                flush_at = time.monotonic() + _BATCH_FLUSH_SECONDS
                 for each in message.messages:
                     self._receive_one(each, sender)
+                    if outer and time.monotonic() >= flush_at:
+                        # Replies to the first messages of a long batch go out now
+                        # instead of waiting for the whole batch.
+                        self._flush_outbox()
+                        self._outbox = Outbox(super().send)
+                        flush_at = time.monotonic() + _BATCH_FLUSH_SECONDS
             else:
                 self._receive_one(message, sender)
         finally:
-            outbox, self._outbox = self._outbox, None
-            outbox.flush()
+            if outer:
+                self._flush_outbox()
         return ThespianWatch(list(self._watched)) if self._watched and not self._dying else None
+
+    def _flush_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, None
+        if outbox is None:
+            return
+        try:
+            outbox.flush()
+        except Exception as exc:  # noqa: BLE001 - every exception is an exit reason
+            # The handlers have finished and their replies may be out already, so the
+            # actor exits without sending a second reply to any call. An exception escaping here
+            # would make thespian run the same message a second time.
+            self._crash(exc, None, None)
 
     def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian API
         """Send ``msg`` to ``targetAddr``; inside a handler, when the handler returns.
@@ -278,7 +306,9 @@ class GenActor(Actor):  # type: ignore[misc]
         everything queued before them, so that the order of sends is kept.
         """
         outbox = self._outbox
-        if outbox is None:
+        if outbox is None or not isinstance(targetAddr, ActorAddress):
+            # An invalid address raises here, inside the handler, so the actor crashes
+            # on the message that sent it.
             super().send(targetAddr, msg)
         elif isinstance(msg, ActorSystemMessage):
             outbox.flush()

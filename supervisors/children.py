@@ -14,6 +14,13 @@ __all__ = ["Child", "AwaitStart", "AwaitExit", "Sleep", "ExitInfo", "Operation",
 # A supervisor operation: a generator that yields what it waits for.
 Operation = Generator[Any, Any, Any]
 
+FORWARDED_LIMIT = 65536
+"""Calls by name kept per child, so that each gets a ``lost`` reply if it is killed.
+
+A safety bound on memory: entries also leave once they are older than the lost-call
+window. A child receives batches of calls, so a killed instance can take thousands
+of forwarded calls with it."""
+
 
 @dataclass
 class Child:
@@ -37,7 +44,9 @@ class Child:
     started_at: float | None = None
     last_exit: str | None = None
     pending: deque[tuple[Any, Any]] = field(default_factory=deque)
-    forwarded: deque[tuple[float, Any]] = field(default_factory=lambda: deque(maxlen=1024))
+    forwarded: deque[tuple[float, Any]] = field(
+        default_factory=lambda: deque(maxlen=FORWARDED_LIMIT)
+    )
 
     @property
     def id(self) -> str:

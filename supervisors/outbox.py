@@ -10,6 +10,7 @@ that sends one message per handler sends exactly what it did before.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -51,10 +52,28 @@ class Outbox:
         groups, self._groups = self._groups, []
         error: Exception | None = None
         for address, messages in groups:
-            message = messages[0] if len(messages) == 1 else Batch(tuple(messages))
-            try:
-                self._send(address, message)
-            except Exception as exc:  # noqa: BLE001 - re-raised below, after the other sends
-                error = error or exc
+            for message in _envelopes(messages):
+                try:
+                    self._send(address, message)
+                except Exception as exc:  # noqa: BLE001 - re-raised below, after the other sends
+                    error = error or exc
         if error is not None:
             raise error
+
+
+def _envelopes(messages: list[Any]) -> list[Any]:
+    """Return what carries ``messages`` to one address: the message alone, or a Batch.
+
+    thespian pickles a message whole and turns one that fails to pickle into a
+    ``PoisonMessage`` for its sender. A batch with one such message would take every
+    other message down with it, so a batch that does not pickle is sent message by
+    message instead, and only the bad one is poisoned, as without batches.
+    """
+    if len(messages) == 1:
+        return messages
+    batch = Batch(tuple(messages))
+    try:
+        pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - pickle raises several types for unpicklable objects
+        return messages
+    return [batch]

@@ -108,7 +108,11 @@ class RoutingMixin:
         while isinstance(call, Deliver):
             call = call.message
         if isinstance(call, Call) and call.reply_to is not None:
-            child.forwarded.append((time.monotonic(), call))
+            now = time.monotonic()
+            forwarded = child.forwarded
+            while forwarded and forwarded[0][0] < now - _LOST_WINDOW_SECONDS:
+                forwarded.popleft()
+            forwarded.append((now, call))
         self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
 
     def _flush_pending(self, child: Child) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 
-from supervisors import ChildSpec, SupFlags
-from tests.supervisors.helpers import restarted, running_pid
+from supervisors import Call, ChildSpec, SupervisionError, SupFlags
+from supervisors.api import CountChildren
+from tests.supervisors.helpers import restarted, running_pid, wait_for
 from tests.supervisors.workers import Echo, FanOut
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,3 +57,82 @@ def test_crash_inside_batch_loses_no_call(system):
     assert answers[2] == 3
     assert answers[3] == 2
     assert restarted(system, "root", "echo", echo_pid) != echo_pid
+
+
+def test_sigkill_mid_batch_answers_every_call(system):
+    _start(system)
+    echo_pid = running_pid(system, "root", "echo")
+    bodies = [("sleep", 0.001)] * 3000
+
+    def kill_soon() -> None:
+        # The client is not thread-safe; this thread only sends the signal.
+        time.sleep(0.5)
+        os.kill(echo_pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    try:
+        answers = system.call("root/fan", ("fan_out", "root/echo", bodies, 20.0), timeout=30)
+    finally:
+        killer.join()
+
+    # The killed instance took the rest of the batch with it. Its supervisor replies
+    # "lost" to those calls, and no call may stay without a reply.
+    assert answers.count("no reply") == 0
+    assert set(answers) <= {"slept", ("error", "lost")}
+    assert answers.count(("error", "lost")) > 0
+    # The replies to the calls handled before the kill left during the batch.
+    assert answers.count("slept") > 0
+
+
+def test_unpicklable_reply_spares_rest_of_batch(system):
+    _start(system)
+    bodies = [("echo", 0), ("unpicklable",), ("echo", 2)]
+
+    answers = system.call("root/fan", ("fan_out", "root/echo", bodies, 2.0), timeout=10)
+
+    assert answers[0] == 0
+    assert answers[1] == "no reply"
+    assert answers[2] == 2
+
+
+def test_invalid_address_crashes_actor_once(system, tmp_path):
+    _start(system)
+    journal = tmp_path / "journal"
+    echo_pid = running_pid(system, "root", "echo")
+
+    with pytest.raises(SupervisionError) as error:
+        system.call("root/echo", ("bad_send", str(journal)))
+
+    assert error.value.code == "actor_crashed"
+    assert restarted(system, "root", "echo", echo_pid) != echo_pid
+    # thespian runs a handler again when an exception escapes it; this one ran once.
+    assert journal.read_text() == "x"
+
+
+def test_invalid_address_in_batch_runs_once(system, tmp_path):
+    _start(system)
+    journal = tmp_path / "journal"
+    bodies = [("bad_send", str(journal))] * 3
+
+    answers = system.call("root/fan", ("fan_out", "root/echo", bodies, 5.0), timeout=10)
+
+    # The first call crashes the instance; the other two reach its replacement and
+    # crash it in turn.
+    assert answers == [("error", "actor_crashed")] * 3
+    assert journal.read_text() == "xxx"
+
+
+def test_delivery_to_own_supervisor_keeps_order(system, tmp_path):
+    _start(system)
+    journal = tmp_path / "journal"
+    casts = [("root/echo", ("record", tag, str(journal))) for tag in range(10)]
+    # A path that ends at the root itself makes the root handle the message inside
+    # the handler that delivers the batch.
+    count = ("root/", Call("count", CountChildren()))
+    messages = [*casts[:5], count, *casts[5:]]
+
+    system.call("root/fan", ("send_named", messages))
+
+    wait_for(lambda: len(journal.read_text().split()) >= 10 if journal.exists() else False)
+    assert journal.read_text().split() == [str(tag) for tag in range(10)]

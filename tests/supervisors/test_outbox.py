@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from supervisors.messages import Batch
@@ -75,3 +77,17 @@ def test_failed_send_does_not_stop_others():
 
     assert sent == [(Address(2), "b")]
     assert len(outbox) == 0
+
+
+def test_unpicklable_batch_goes_message_by_message():
+    sent = []
+    outbox = Outbox(lambda address, message: sent.append((address, message)))
+    lock = threading.Lock()
+
+    outbox.add(Address(1), "a")
+    outbox.add(Address(1), lock)
+    outbox.add(Address(1), "c")
+    outbox.flush()
+
+    # thespian poisons only the message that does not pickle, so the others still go.
+    assert sent == [(Address(1), "a"), (Address(1), lock), (Address(1), "c")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from supervisors.messages import Batch
 
 class Echo(GenActor):
     """Replies to ("echo", x) with x, ("pid",) with its pid, ("crash",) by raising,
-    ("stop", reason) by stopping; counts calls in its state."""
+    ("stop", reason) by stopping; counts calls in its state.
+
+    ("unpicklable",) replies with a lock, which thespian cannot send. ("bad_send",
+    journal) appends "x" to ``journal`` and then sends to an invalid address. The cast
+    ("record", tag, journal) appends ``tag`` and a newline to ``journal``."""
 
     def init(self, stop_ms: int = 0, journal: str | None = None) -> None:
         self.stop_ms = stop_ms
@@ -41,11 +46,22 @@ class Echo(GenActor):
         if kind == "sleep":
             time.sleep(body[1])
             return "slept"
+        if kind == "unpicklable":
+            return threading.Lock()
+        if kind == "bad_send":
+            with open(body[1], "a", encoding="utf-8") as out:
+                out.write("x")
+            self.send("not an address", "lost")
+            return "sent"
         raise ValueError(f"bad request {body!r}")
 
     def handle_cast(self, message: Any, sender: Any) -> None:
         if message == "crash":
             raise RuntimeError("asked to crash")
+        if isinstance(message, tuple) and message[0] == "record":
+            with open(message[2], "a", encoding="utf-8") as out:
+                out.write(f"{message[1]}\n")
+            return
         super().handle_cast(message, sender)
 
     def terminate(self, reason: str) -> None:
@@ -82,10 +98,13 @@ class IgnoreAfterFirst(GenActor):
 class FanOut(GenActor):
     """Sends several calls to one actor from one handler and collects the replies.
 
-    ``("fan_out", path, bodies)`` sends one call per body to the actor at ``path`` by
-    name, all from the same handler. Its reply lists what each call returned, in the
-    order of ``bodies``: a value, or ``("error", code)``. ``("batches",)`` replies with
-    the number of `Batch` messages this actor has received.
+    ``("fan_out", path, bodies[, timeout])`` sends one call per body to the actor at
+    ``path`` by name, all from the same handler. Its reply lists what each call
+    returned, in the order of ``bodies``: a value, or ``("error", code)``. With a
+    ``timeout`` in seconds it replies then at the latest, with ``"no reply"`` for the
+    calls still unanswered. ``("send_named", [(path, message), ...])`` sends each
+    message by name from one handler. ``("batches",)`` replies with the number of
+    `Batch` messages this actor has received.
     """
 
     def __init__(self) -> None:
@@ -102,19 +121,34 @@ class FanOut(GenActor):
     def handle_call(self, body: Any, caller: Caller) -> Any:
         if body[0] == "batches":
             return self.batches
-        _, path, bodies = body
+        if body[0] == "send_named":
+            for path, message in body[1]:
+                self.send_named(path, message)
+            return len(body[1])
+        path, bodies = body[1], body[2]
         self.next_id += 1
-        self.pending[self.next_id] = (caller, [None] * len(bodies), len(bodies))
+        self.pending[self.next_id] = (caller, ["no reply"] * len(bodies), len(bodies))
         for index, each in enumerate(bodies):
             self.send_named(path, Call((self.next_id, index), each, self.myAddress))
+        if len(body) > 3:
+            self.send_after(body[3], self.next_id)
         return NOREPLY
+
+    def handle_timeout(self, payload: Any) -> None:
+        entry = self.pending.pop(payload, None)
+        if entry is not None:
+            self.reply(entry[0], entry[1])
 
     def handle_cast(self, message: Any, sender: Any) -> None:
         if not isinstance(message, Reply):
             super().handle_cast(message, sender)
             return
         fan_id, index = message.ref
+        if fan_id not in self.pending:
+            return  # its reply went out at the timeout
         caller, answers, missing = self.pending[fan_id]
+        if answers[index] != "no reply":
+            return  # a second reply, such as "lost" after a killed instance's value
         answers[index] = message.value if message.error is None else ("error", message.error.code)
         if missing == 1:
             del self.pending[fan_id]
