@@ -43,7 +43,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SOURCE = REPO_ROOT / "erlang" / "tpir_port.erl"
 CHECK_SOURCE = Path(__file__).with_name("tpir_node_check.erl")
 # The pipelined case sends 10,000 calls through the node's actors. That took 132 s on 2
-# cores shared with other test runs, and the other cases take seconds.
+# cores shared with other test runs before messages to one actor went in batches, and
+# 50 s after. The other cases take seconds.
 CASE_TIMEOUT_S = 400.0
 CLOSE_LIMIT_S = 2.0
 # Seconds a healthy primary takes per call in the cases that need calls in flight.
