@@ -40,6 +40,7 @@ Hooks a subclass overrides, all called on the actor's single thread:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -95,9 +96,9 @@ class _Sentinel:
 _ACK_WAIT = 2.0
 _ACK_TIMEOUT = "tpir-exit-ack-timeout"
 
-# Seconds a batch's handlers may hold their sends before they go out in the middle of
-# the batch. This bounds the delay a batch adds to the replies of its first messages.
-_BATCH_FLUSH_SECONDS = 0.005
+MAX_TIMER_SECONDS = 1e9
+"""Maximum delay ``send_after`` accepts (about 31 years); thespian's wakeups take a
+``timedelta``, which overflows near 8.6e13 seconds."""
 
 IGNORE = _Sentinel("IGNORE")
 DEFER = _Sentinel("DEFER")
@@ -175,7 +176,16 @@ class GenActor(Actor):  # type: ignore[misc]
         self.send(caller.address, Reply(caller.ref, error=ErrorInfo(code, message, details)))
 
     def send_after(self, seconds: float, payload: Any) -> int:
-        """Deliver ``payload`` to ``handle_timeout`` after ``seconds``; return a timer token."""
+        """Deliver ``payload`` to ``handle_timeout`` after ``seconds``; return a timer token.
+
+        Raises ValueError for a delay that is not a finite number of seconds below
+        ``MAX_TIMER_SECONDS``; a negative delay counts as 0.
+        """
+        if not math.isfinite(seconds) or seconds >= MAX_TIMER_SECONDS:
+            raise ValueError(
+                f"invalid timer delay {seconds!r}: expected a finite number of seconds "
+                f"below {MAX_TIMER_SECONDS:g}"
+            )
         now = time.monotonic()
         token, wakeup = self._timers.add(now + max(seconds, 0.0), payload)
         if wakeup is not None:
@@ -271,15 +281,8 @@ class GenActor(Actor):  # type: ignore[misc]
             self._outbox = Outbox(super().send)
         try:
             if isinstance(message, Batch):
-                flush_at = time.monotonic() + _BATCH_FLUSH_SECONDS
                 for each in message.messages:
                     self._receive_one(each, sender)
-                    if outer and time.monotonic() >= flush_at:
-                        # Replies to the first messages of a long batch go out now
-                        # instead of waiting for the whole batch.
-                        self._flush_outbox()
-                        self._outbox = Outbox(super().send)
-                        flush_at = time.monotonic() + _BATCH_FLUSH_SECONDS
             else:
                 self._receive_one(message, sender)
         finally:
@@ -363,8 +366,13 @@ class GenActor(Actor):  # type: ignore[misc]
                 due, wakeup = self._timers.on_wakeup(payload.at, now)
                 if wakeup is not None:
                     self._request_tick(wakeup, now)
-                for each in due:
-                    self.handle_timeout(each)
+                for token in due:
+                    # A handler may stop the actor or cancel a timer due at the same time.
+                    found, timer_payload = self._timers.take(token)
+                    if self._dying:
+                        break
+                    if found:
+                        self.handle_timeout(timer_payload)
             else:
                 self.handle_timeout(payload)
         elif isinstance(message, WatchMessage):

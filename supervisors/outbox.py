@@ -16,7 +16,16 @@ from typing import Any
 
 from supervisors.messages import Batch
 
-__all__ = ["Outbox"]
+__all__ = ["MAX_BATCH", "Outbox"]
+
+MAX_BATCH = 32
+"""Maximum number of messages in one Batch; more to one address go as several batches.
+
+thespian runs no transmit and no wakeup while an actor handles a message, and a
+batch is one thespian message. So the replies to a batch's first messages leave,
+and the receiver's timers fire, only once the whole batch is handled. This bound
+keeps that delay to the handling time of 32 messages, while a batch of 16 to 32
+already carries most of the gain in throughput."""
 
 
 class Outbox:
@@ -62,7 +71,7 @@ class Outbox:
 
 
 def _envelopes(messages: list[Any]) -> list[Any]:
-    """Return what carries ``messages`` to one address: the message alone, or a Batch.
+    """Return what carries ``messages`` to one address: the message alone, or batches.
 
     thespian pickles a message whole and turns one that fails to pickle into a
     ``PoisonMessage`` for its sender. A batch with one such message would take every
@@ -71,9 +80,17 @@ def _envelopes(messages: list[Any]) -> list[Any]:
     """
     if len(messages) == 1:
         return messages
-    batch = Batch(tuple(messages))
-    try:
-        pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - pickle raises several types for unpicklable objects
-        return messages
-    return [batch]
+    envelopes: list[Any] = []
+    for start in range(0, len(messages), MAX_BATCH):
+        chunk = messages[start : start + MAX_BATCH]
+        if len(chunk) == 1:
+            envelopes.extend(chunk)
+            continue
+        batch = Batch(tuple(chunk))
+        try:
+            pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - pickle raises several types for unpicklable objects
+            envelopes.extend(chunk)
+        else:
+            envelopes.append(batch)
+    return envelopes

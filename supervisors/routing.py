@@ -17,10 +17,11 @@ from thespian.actors import DeadEnvelope
 
 from supervisors.actor import reroute
 from supervisors.children import Child, ExitInfo
+from supervisors.lost import LostCalls
 from supervisors.messages import Batch, Call, ChildEvent, Deliver, ErrorInfo, Reply, Routed
 from supervisors.procfs import process_running
 
-__all__ = ["RoutingMixin", "KILL_POLL_SECONDS"]
+__all__ = ["KILL_POLL_SECONDS", "LOST_WINDOW_SECONDS", "RoutingMixin"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ KILL_POLL_SECONDS = 0.01
 
 # Calls forwarded this recently to an instance that is then killed get a
 # ``lost`` error, after a grace period that lets dead letters come back first.
-_LOST_WINDOW_SECONDS = 30.0
+LOST_WINDOW_SECONDS = 30.0
 _LOST_GRACE_SECONDS = 0.3
 
 # A message re-routed this many times without reaching a live instance fails.
@@ -42,7 +43,7 @@ class RoutingMixin:
     path: str
     name: str
     children: list[Child]
-    _lost: dict[int, tuple[str, list[Call]]]
+    _lost_calls: LostCalls
     _next_ref: int
 
     def _deliver(self, message: Deliver, sender: Any) -> None:
@@ -55,8 +56,8 @@ class RoutingMixin:
         child_id, rest = message.path[0], message.path[1:]
         payload: Any = Deliver(rest, inner, message.hops, message.dead_address) if rest else inner
         child = self._find(child_id)
-        if message.dead_address is not None:
-            self._not_lost(payload)
+        if message.dead_address is not None and self._already_lost(payload):
+            return
         if message.hops > _MAX_HOPS:
             self._fail_message(payload, f"child {self.path}/{child_id} did not take the message")
         elif child is None:
@@ -110,7 +111,7 @@ class RoutingMixin:
         if isinstance(call, Call) and call.reply_to is not None:
             now = time.monotonic()
             forwarded = child.forwarded
-            while forwarded and forwarded[0][0] < now - _LOST_WINDOW_SECONDS:
+            while forwarded and forwarded[0][0] < now - LOST_WINDOW_SECONDS:
                 forwarded.popleft()
             forwarded.append((now, call))
         self.send(child.address, Routed(f"{self.path}/{child.id}", payload, hops))
@@ -124,7 +125,7 @@ class RoutingMixin:
         """Tell callers whose calls the killed instance may never have handled.
 
         A process killed by SIGKILL drops whatever waits in its socket. Calls
-        forwarded to it in the last ``_LOST_WINDOW_SECONDS`` are answered with
+        forwarded to it in the last ``LOST_WINDOW_SECONDS`` are answered with
         ``lost`` after ``_LOST_GRACE_SECONDS``, unless they come back as dead
         letters meanwhile (then they go to the replacement). A caller that
         already has the real answer ignores this one, because it no longer
@@ -134,28 +135,38 @@ class RoutingMixin:
         forwarded, child.forwarded = child.forwarded, deque(maxlen=child.forwarded.maxlen)
         if info.kind != "killed" or not forwarded:
             return
-        horizon = time.monotonic() - _LOST_WINDOW_SECONDS
+        horizon = time.monotonic() - LOST_WINDOW_SECONDS
         calls = [call for sent_at, call in forwarded if sent_at >= horizon]
         if not calls:
             return
-        self._next_ref += 1
-        self._lost[self._next_ref] = (f"{self.path}/{child.id}", calls)
-        self.send_after(_LOST_GRACE_SECONDS, ("lost", self._next_ref))
+        batch = self._lost_calls.hold(f"{self.path}/{child.id}", calls)
+        self.send_after(_LOST_GRACE_SECONDS, ("lost", batch))
 
-    def _not_lost(self, payload: Any) -> None:
+    def _already_lost(self, payload: Any) -> bool:
+        """Note a call that came back as a dead letter; return True to drop it.
+
+        A call held for a ``lost`` reply goes to the replacement instead. A call
+        that has had its ``lost`` reply is dropped, so that it gets no second reply
+        and does not run after its caller was told its outcome is unknown.
+        """
         call = payload
         while isinstance(call, Deliver):
             call = call.message
         if not isinstance(call, Call):
-            return
-        for _path, calls in self._lost.values():
-            for index, candidate in enumerate(calls):
-                if candidate.ref == call.ref and candidate.reply_to == call.reply_to:
-                    del calls[index]
-                    return
+            return False
+        if self._lost_calls.came_back(call):
+            return False
+        if self._lost_calls.was_answered(call, time.monotonic()):
+            logger.info(
+                "supervisor %s dropped a call that came back after its lost reply: ref %r",
+                self.path,
+                call.ref,
+            )
+            return True
+        return False
 
     def _send_lost(self, batch: int) -> None:
-        path, calls = self._lost.pop(batch, ("", []))
+        path, calls = self._lost_calls.release(batch, time.monotonic())
         text = f"{path} was killed; the outcome of this call is unknown"
         for call in calls:
             self.send(call.reply_to, Reply(call.ref, error=ErrorInfo("lost", text)))

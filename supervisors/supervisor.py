@@ -54,8 +54,8 @@ from supervisors.children import (
     reason_label,
 )
 from supervisors.intensity import RestartWindow
+from supervisors.lost import LostCalls
 from supervisors.messages import (
-    Call,
     Deliver,
     ExitAck,
     Exiting,
@@ -69,7 +69,7 @@ from supervisors.messages import (
 from supervisors.observe import ObserveMixin
 from supervisors.procfs import process_running
 from supervisors.reports import report
-from supervisors.routing import KILL_POLL_SECONDS, RoutingMixin
+from supervisors.routing import KILL_POLL_SECONDS, LOST_WINDOW_SECONDS, RoutingMixin
 from supervisors.spec import ChildSpec, SupFlags
 from supervisors.supervisor_api import ApiMixin
 
@@ -111,7 +111,7 @@ class Supervisor(RoutingMixin, ApiMixin, ObserveMixin, GenActor):
         self._rng = random.Random()
         self._stopping = False
         self._standby: dict[str, Any] = {}
-        self._lost: dict[int, tuple[str, list[Call]]] = {}
+        self._lost_calls = LostCalls(window=LOST_WINDOW_SECONDS)
 
     # -- start ------------------------------------------------------------
 

@@ -60,19 +60,28 @@ class TimerQueue:
             heapq.heapify(self._heap)
         return True
 
+    def take(self, token: int) -> tuple[bool, Any]:
+        """Remove the due timer ``token``; return whether it was still set, and its payload."""
+        payload = self._payloads.pop(token, _CANCELLED)
+        if payload is _CANCELLED:
+            return False, None
+        return True, payload
+
     def clear(self) -> None:
         """Cancel every timer. Wakeups already requested still arrive and find nothing."""
         self._payloads.clear()
         self._heap.clear()
 
-    def on_wakeup(self, at: float, now: float) -> tuple[list[Any], float | None]:
-        """Take the timers that are due when the wakeup requested for ``at`` arrives.
+    def on_wakeup(self, at: float, now: float) -> tuple[list[int], float | None]:
+        """Find the timers that are due when the wakeup requested for ``at`` arrives.
 
         ``now`` is the current time. Timers due by ``at`` or ``now``, whichever is
-        later, are taken, so a wakeup that thespian delivers a little early (its
-        delays have a resolution of one microsecond) still fires them. Returns their
-        payloads in due order, and the time of the next wakeup to request, or None
-        when a wakeup already requested covers the next timer or no timer is left.
+        later, are due, so a wakeup that thespian delivers a little early (its delays
+        have a resolution of one microsecond) still fires them. Returns their tokens
+        in due order, and the time of the next wakeup to request, or None when a
+        wakeup already requested covers the next timer or no timer is left. Each
+        token's payload stays in the queue until `take`, so that the handler of one
+        timer can still cancel another that is due at the same wakeup.
         """
         if at in self._wakeups:
             self._wakeups.remove(at)
@@ -81,9 +90,8 @@ class TimerQueue:
         due = []
         while self._heap and self._heap[0][0] <= limit:
             _, token = heapq.heappop(self._heap)
-            payload = self._payloads.pop(token, _CANCELLED)
-            if payload is not _CANCELLED:
-                due.append(payload)
+            if token in self._payloads:
+                due.append(token)
         while self._heap and self._heap[0][1] not in self._payloads:
             heapq.heappop(self._heap)
         if not self._heap:

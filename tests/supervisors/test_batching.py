@@ -81,8 +81,9 @@ def test_sigkill_mid_batch_answers_every_call(system):
     assert answers.count("no reply") == 0
     assert set(answers) <= {"slept", ("error", "lost")}
     assert answers.count(("error", "lost")) > 0
-    # The replies to the calls handled before the kill left during the batch.
-    assert answers.count("slept") > 0
+    # Calls reach the echo actor in batches of at most MAX_BATCH, and the replies to a
+    # batch leave once it is handled: those of the 0.5 s before the kill got out.
+    assert answers.count("slept") >= 100
 
 
 def test_unpicklable_reply_spares_rest_of_batch(system):

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from supervisors.messages import Batch
-from supervisors.outbox import Outbox
+from supervisors.outbox import MAX_BATCH, Outbox
 
 
 class Address:
@@ -91,3 +91,17 @@ def test_unpicklable_batch_goes_message_by_message():
 
     # thespian poisons only the message that does not pickle, so the others still go.
     assert sent == [(Address(1), "a"), (Address(1), lock), (Address(1), "c")]
+
+
+def test_long_group_splits_into_batches():
+    sent = []
+    outbox = Outbox(lambda address, message: sent.append((address, message)))
+    count = 2 * MAX_BATCH + 1
+
+    for number in range(count):
+        outbox.add(Address(1), number)
+    outbox.flush()
+
+    assert [type(message).__name__ for _, message in sent] == ["Batch", "Batch", "int"]
+    delivered = [*sent[0][1].messages, *sent[1][1].messages, sent[2][1]]
+    assert delivered == list(range(count))

@@ -155,3 +155,56 @@ class FanOut(GenActor):
             self.reply(caller, answers)
         else:
             self.pending[fan_id] = (caller, answers, missing - 1)
+
+
+class Clock(GenActor):
+    """Sets timers on request and records when they fire.
+
+    ``("timer", delay)`` sets a timer and replies "set"; ``("lateness",)`` replies with
+    how many seconds late the last such timer fired, or None. ``("two", delay, action,
+    journal)`` sets two timers with the same delay: the first one's handler writes
+    "first" to ``journal`` and then cancels the second (``action`` "cancel") or stops
+    the actor (``action`` "stop"). The second writes "second", and ``terminate``
+    writes "terminate". ``("work", seconds)`` sleeps, standing for a slow handler.
+    """
+
+    def init(self) -> None:
+        self.lateness: float | None = None
+        self.second_token: int | None = None
+        self.journal: str | None = None
+
+    def handle_call(self, body: Any, caller: Caller) -> Any:
+        kind = body[0]
+        if kind == "timer":
+            self.send_after(body[1], ("timer", time.monotonic() + body[1]))
+            return "set"
+        if kind == "lateness":
+            return self.lateness
+        if kind == "two":
+            _, delay, action, journal = body
+            self.journal = journal
+            self.send_after(delay, ("first", action))
+            self.second_token = self.send_after(delay, ("second",))
+            return "set"
+        if kind == "work":
+            time.sleep(body[1])
+            return "worked"
+        raise ValueError(f"bad request {body!r}")
+
+    def handle_timeout(self, payload: Any) -> None:
+        if payload[0] == "timer":
+            self.lateness = time.monotonic() - payload[1]
+            return
+        self._write(payload[0])
+        if payload[0] == "first" and payload[1] == "cancel":
+            self.cancel_timer(self.second_token)
+        elif payload[0] == "first" and payload[1] == "stop":
+            self.stop("normal")
+
+    def terminate(self, reason: str) -> None:
+        self._write("terminate")
+
+    def _write(self, line: str) -> None:
+        if self.journal is not None:
+            with open(self.journal, "a", encoding="utf-8") as out:
+                out.write(f"{line}\n")
