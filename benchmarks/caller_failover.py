@@ -34,7 +34,7 @@ from benchmarks.outage import (
     ModeResult,
     Schedule,
     heal,
-    inject,
+    run_schedule,
 )
 from benchmarks.simulators import ANTHROPIC_MODEL, CHAT_REQUEST, SimulatorProcess, direct_body
 
@@ -147,20 +147,14 @@ def run_pybreaker(
     try:
         for _ in range(5):
             failover.call()
-        fault_at: float | None = None
         with ThreadPoolExecutor(max_workers=_POOL_THREADS) as pool:
-            start = time.monotonic() + 0.05
-            for index in range(schedule.total):
-                delay = schedule.due(start, index) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                if index == schedule.fault_index:
-                    inject(primary, mode, outage)
-                    fault_at = time.monotonic()
+
+            def submit_one() -> None:
                 pool.submit(one_call)
+
+            fault_at = run_schedule(schedule, primary, mode, outage, submit_one)
     finally:
         failover.close()
-    assert fault_at is not None
     records = tuple(
         CallRecord(sent - fault_at, latency, tried, error)
         for sent, latency, tried, error in results

@@ -58,7 +58,7 @@ from benchmarks.outage import (
     ModeResult,
     Schedule,
     heal,
-    inject,
+    run_schedule,
 )
 from benchmarks.processes import load_average
 from benchmarks.simulators import (
@@ -139,17 +139,12 @@ def run_tpir(
         for _ in range(5):
             node.request("call", integration=INTEGRATION, request=CHAT_REQUEST)
         node.on_reply = on_reply
-        fault_at: float | None = None
-        start = time.monotonic() + 0.05
-        for index in range(schedule.total):
-            delay = schedule.due(start, index) - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if index == schedule.fault_index:
-                inject(primary, mode, outage)
-                fault_at = time.monotonic()
+
+        def send_one() -> None:
             with lock:
                 sent_at[node.send_call()] = time.monotonic()
+
+        fault_at = run_schedule(schedule, primary, mode, outage, send_one)
         with lock:
             sending = False
             if not sent_at:
@@ -160,7 +155,6 @@ def run_tpir(
         node.stop()
     heal(primary, secondary, outage)
 
-    assert fault_at is not None
     records = [
         _tpir_record(message, latency, sent - fault_at) for sent, latency, message in answered
     ]

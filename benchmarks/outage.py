@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +29,7 @@ __all__ = [
     "Schedule",
     "heal",
     "inject",
+    "run_schedule",
 ]
 
 MODES: Final = ("503", "refused", "hang")
@@ -161,3 +163,26 @@ class Schedule:
 
     def due(self, start: float, index: int) -> float:
         return start + index / self.rate
+
+
+def run_schedule(
+    schedule: Schedule,
+    primary: SimulatorProcess,
+    mode: str,
+    outage: float,
+    send: Callable[[], None],
+) -> float:
+    """Call ``send`` at each time of ``schedule``, and make the primary fail in ``mode``
+    before the call at the fault index. Returns the `time.monotonic` time of the fault.
+    """
+    fault_at = 0.0
+    start = time.monotonic() + 0.05
+    for index in range(schedule.total):
+        delay = schedule.due(start, index) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if index == schedule.fault_index:
+            inject(primary, mode, outage)
+            fault_at = time.monotonic()
+        send()
+    return fault_at
