@@ -65,8 +65,8 @@ from benchmarks.simulators import (
     CHAT_REQUEST,
     INTEGRATION,
     SimulatorProcess,
-    config_text,
     simulator_pair,
+    write_config,
 )
 
 __all__ = ["TPIR_NAME", "run_tpir"]
@@ -106,18 +106,14 @@ def run_tpir(
     folder: Path,
 ) -> ModeResult:
     """Run one mode against a fresh ``tpir run`` node; see the module docstring."""
-    config_path = folder / "node.toml"
-    config_path.write_text(
-        config_text(
-            folder / "data",
-            primary.api_url,
-            secondary.api_url,
-            per_try=per_try,
-            call_timeout=CALL_TIMEOUT_SECONDS,
-            failure_threshold=FAILURE_THRESHOLD,
-            open_duration=OPEN_SECONDS,
-        ),
-        encoding="utf-8",
+    config_path = write_config(
+        folder,
+        primary.api_url,
+        secondary.api_url,
+        per_try=per_try,
+        call_timeout=CALL_TIMEOUT_SECONDS,
+        failure_threshold=FAILURE_THRESHOLD,
+        open_duration=OPEN_SECONDS,
     )
     lock = threading.Lock()
     all_answered = threading.Event()
@@ -193,9 +189,12 @@ def _comparisons(results: list[ModeResult]) -> list[str]:
         ours = tpir.get(result.mode)
         if result.implementation == TPIR_NAME or ours is None:
             continue
-        fewer = len(ours.failed) < len(result.failed)
-        same = len(ours.failed) == len(result.failed)
-        failed_verdict = "fewer" if fewer else "as many" if same else "more"
+        if len(ours.failed) < len(result.failed):
+            failed_verdict = "fewer"
+        elif len(ours.failed) == len(result.failed):
+            failed_verdict = "as many"
+        else:
+            failed_verdict = "more"
         faster = ours.max_added < result.max_added
         lines.append(
             f"- {result.mode}, {result.implementation}: failed calls {len(ours.failed)} "

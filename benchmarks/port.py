@@ -61,8 +61,8 @@ from benchmarks.simulators import (
     LOAD_PER_TRY_SECONDS,
     OPENAI_MODEL,
     REPO_ROOT,
-    config_text,
     simulator_pair,
+    write_config,
 )
 
 __all__ = ["NodeProcess", "litellm_worker", "port_in_flight", "port_one_at_a_time"]
@@ -339,16 +339,12 @@ def main() -> None:
             direct_single = direct_one_at_a_time(url, args.calls)
             direct_many = direct_in_flight(url, args.in_flight, args.seconds)
 
-            config_path = folder / "node.toml"
-            config_path.write_text(
-                config_text(
-                    folder / "data",
-                    primary.api_url,
-                    secondary.api_url,
-                    per_try=LOAD_PER_TRY_SECONDS,
-                    call_timeout=2 * LOAD_PER_TRY_SECONDS,
-                ),
-                encoding="utf-8",
+            config_path = write_config(
+                folder,
+                primary.api_url,
+                secondary.api_url,
+                per_try=LOAD_PER_TRY_SECONDS,
+                call_timeout=2 * LOAD_PER_TRY_SECONDS,
             )
             node = NodeProcess(config_path, folder / "node.stderr")
             try:

@@ -26,6 +26,7 @@ __all__ = [
     "REPO_ROOT",
     "SimulatorProcess",
     "config_text",
+    "write_config",
     "direct_body",
     "simulator_pair",
 ]
@@ -223,3 +224,15 @@ base_url = "{secondary_url}"
 model = "{ANTHROPIC_MODEL}"
 timeout = {per_try}
 """
+
+
+def write_config(folder: Path, primary_url: str, secondary_url: str, **options: Any) -> Path:
+    """Write `config_text` to ``folder/node.toml`` with data under ``folder/data``.
+
+    ``options`` are `config_text`'s keyword arguments. Returns the file's path.
+    """
+    path = folder / "node.toml"
+    path.write_text(
+        config_text(folder / "data", primary_url, secondary_url, **options), encoding="utf-8"
+    )
+    return path

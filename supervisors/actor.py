@@ -298,8 +298,8 @@ class GenActor(Actor):  # type: ignore[misc]
             outbox.flush()
         except Exception as exc:  # noqa: BLE001 - every exception is an exit reason
             # The handlers have finished and their replies may be out already, so the
-            # actor exits without sending a second reply to any call. An exception escaping here
-            # would make thespian run the same message a second time.
+            # actor exits without a second reply to any call. An exception that escaped
+            # here would make thespian run the same message a second time.
             self._crash(exc, None, None)
 
     def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian API

@@ -1,15 +1,15 @@
 """``LostCalls``: calls a killed child may have taken with it, and which got ``lost``.
 
 When SIGKILL ends a child, its supervisor cannot tell which of the calls it forwarded
-were still unread in the child's socket and which had run. It holds those calls for a
+were still unread in the child's socket and which had run. It keeps those calls for a
 grace period: a call that comes back as a dead letter meanwhile was never delivered
 and goes to the replacement. The rest are answered with ``lost``. A call can also
 come back after its ``lost`` reply (a batch still queued in the supervisor's transport
 when the child died returns late under load). It must not run then: its caller has
 its one reply and may already act on "the outcome is unknown".
 
-Calls are matched by their reference and reply address. References are indexed when
-they are hashable, and compared by ``repr`` otherwise.
+Calls are matched by their reference and reply address. The index uses a reference
+itself when it is hashable, and its ``repr`` otherwise.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class LostCalls:
     def __init__(self, window: float) -> None:
         self.window = window
         self._batches = itertools.count(1)
-        self._held: dict[int, tuple[str, dict[int, Call]]] = {}
+        self._paths: dict[int, str] = {}
+        self._held: dict[int, dict[int, Call]] = {}
         self._held_index: dict[Any, list[tuple[int, int]]] = {}
         self._answered: dict[Any, list[Call]] = {}
         self._answered_order: deque[tuple[float, Any, Call]] = deque()
@@ -49,7 +50,8 @@ class LostCalls:
     def hold(self, path: str, calls: list[Call]) -> int:
         """Hold ``calls`` of the killed child at ``path``; return the batch's id for `release`."""
         batch = next(self._batches)
-        self._held[batch] = (path, dict(enumerate(calls)))
+        self._paths[batch] = path
+        self._held[batch] = dict(enumerate(calls))
         for seq, call in enumerate(calls):
             self._held_index.setdefault(_key(call), []).append((batch, seq))
         return batch
@@ -59,10 +61,10 @@ class LostCalls:
         key = _key(call)
         entries = self._held_index.get(key, [])
         for position, (batch, seq) in enumerate(entries):
-            held = self._held.get(batch)
-            candidate = held[1].get(seq) if held is not None else None
+            held = self._held.get(batch, {})
+            candidate = held.get(seq)
             if candidate is not None and _same(candidate, call):
-                del held[1][seq]  # type: ignore[index]
+                del held[seq]
                 del entries[position]
                 if not entries:
                     del self._held_index[key]
@@ -74,7 +76,8 @@ class LostCalls:
 
         ``now`` is a monotonic time in seconds. The calls count as replied to from then.
         """
-        path, calls = self._held.pop(batch, ("", {}))
+        path = self._paths.pop(batch, "")
+        calls = self._held.pop(batch, {})
         for call in calls.values():
             key = _key(call)
             entries = self._held_index.get(key, [])

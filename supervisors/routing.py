@@ -44,7 +44,6 @@ class RoutingMixin:
     name: str
     children: list[Child]
     _lost_calls: LostCalls
-    _next_ref: int
 
     def _deliver(self, message: Deliver, sender: Any) -> None:
         inner = message.message

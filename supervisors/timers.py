@@ -7,7 +7,7 @@ call and cancels both when the call ends. Under load thousands of dead wakeups s
 that list, and sorting it took about a fifth of the router's samples in a py-spy
 profile with 64 calls in flight.
 
-``TimerQueue`` keeps the timers in a heap of its own and asks for a thespian wakeup
+``TimerQueue`` keeps the timers in a heap of its own and requests a thespian wakeup
 only when a new timer is due before every wakeup already requested. Cancelling a
 timer removes it from the queue at once. The queue holds no clock: callers pass the
 current time, so the logic is tested with plain numbers.
